@@ -1,0 +1,120 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# mkroot.sh SUITE [PROFILE] - print the path of a cached Debian build root,
+# building it first if it is missing or stale.
+#
+# PROFILE "build" (default): the suite's gcc, make, dkms, kmod, udev, sparse,
+#   linux-image-amd64 and linux-headers-amd64.  The same root builds our
+#   modules with the suite's compiler, installs our .deb with the suite's
+#   apt and dkms, and boots as a VM.
+# PROFILE "vmwhost" (sid only): QEMU and a C toolchain with glib, to build
+#   and run the VMware host emulator plugin.
+#
+# The cache lives in $BALLOON_CACHE/roots, keyed by suite, profile, package
+# list and this script's text.  A root whose key differs, or that misses
+# its completion stamp, kernel or headers, is stale and gets rebuilt.
+# Two-step bootstrap: debootstrap without the kernel, divert
+# update-initramfs (we never boot the distribution's initrd), then install
+# kernel and headers with apt.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+suite=${1:?usage: mkroot.sh SUITE [build|vmwhost]}
+profile=${2:-build}
+
+base_pkgs="apt,ca-certificates,procps,kmod,udev,initramfs-tools,gcc,make,libc6-dev"
+case $profile in
+build)
+	extra_pkgs="dkms openssl sparse linux-image-amd64 linux-headers-amd64"
+	;;
+vmwhost)
+	extra_pkgs="qemu-system-x86 qemu-utils libglib2.0-dev pkg-config"
+	;;
+*)
+	die "unknown root profile '$profile'"
+	;;
+esac
+
+key=$( { echo "$suite $profile $base_pkgs $extra_pkgs"; cat "$0" "$here/lib.sh"; } |
+	sha256sum | cut -c1-12)
+name=$suite-$profile
+dir=$BALLOON_CACHE/roots/$name-$key
+stamp=$dir/.balloon-root
+
+root_ok() {
+	[ -f "$stamp" ] || return 1
+	grep -qx "key $key" "$stamp" || return 1
+	if [ "$profile" = build ]; then
+		root_kver "$dir" >/dev/null || return 1
+	else
+		[ -x "$dir/usr/bin/qemu-system-x86_64" ] || return 1
+	fi
+}
+
+mkdir -p "$BALLOON_CACHE/roots" "$BALLOON_CACHE/debs/$suite"
+exec 9>"$BALLOON_CACHE/roots/.$name.lock"
+flock 9
+
+if root_ok; then
+	echo "$dir"
+	exit 0
+fi
+
+for old in "$BALLOON_CACHE/roots/$name"-*; do
+	[ -d "$old" ] || continue
+	log "mkroot: removing stale root $old"
+	root_umount "$old"
+	rm -rf "$old"
+done
+
+need_host_pkgs debootstrap
+mirror=$(debian_mirror)
+log "mkroot: building $name from $mirror (a few minutes)"
+t0=$(date +%s)
+tmp=$dir.tmp
+root_umount "$tmp" 2>/dev/null || true
+rm -rf "$tmp"
+mkdir -p "$tmp"
+if ! debootstrap --variant=minbase --include="$base_pkgs" \
+	--cache-dir="$BALLOON_CACHE/debs/$suite" \
+	"$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
+	tail -n 20 "$tmp.log" >&2
+	die "debootstrap $suite failed (log: $tmp.log)"
+fi
+
+chroot "$tmp" dpkg-divert --local --rename --add /usr/sbin/update-initramfs >/dev/null
+ln -sf /bin/true "$tmp/usr/sbin/update-initramfs"
+# The bookworm root also gets backports, for the kernel upgrade test.
+if [ "$suite" = bookworm ]; then
+	echo "deb $mirror bookworm-backports main" >"$tmp/etc/apt/sources.list.d/backports.list"
+fi
+printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
+	>"$tmp/etc/apt/apt.conf.d/90balloon-norecommends"
+
+root_mount "$tmp"
+trap 'root_umount "$tmp"' EXIT
+cp "$BALLOON_CACHE/debs/$suite"/*.deb "$tmp/var/cache/apt/archives/" 2>/dev/null || true
+if ! chroot "$tmp" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $extra_pkgs" \
+	>>"$tmp.log" 2>&1; then
+	tail -n 20 "$tmp.log" >&2
+	die "installing $extra_pkgs into $suite failed (log: $tmp.log)"
+fi
+cp -n "$tmp"/var/cache/apt/archives/*.deb "$BALLOON_CACHE/debs/$suite/" 2>/dev/null || true
+chroot "$tmp" apt-get clean
+root_umount "$tmp"
+trap - EXIT
+
+{
+	echo "key $key"
+	echo "suite $suite"
+	echo "profile $profile"
+	echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	chroot "$tmp" dpkg-query -W -f='pkg ${Package} ${Version}\n' \
+		'linux-image-*' 'linux-headers-*' gcc dkms 'qemu-system-x86' 2>/dev/null || true
+} >"$tmp/.balloon-root"
+mv "$tmp" "$dir"
+mv "$tmp.log" "$dir.log"
+log "mkroot: $name ready in $(( $(date +%s) - t0 )) s"
+echo "$dir"
