@@ -73,11 +73,22 @@ root_umount() {
 	return 0
 }
 
+# Remove a root directory, but never through a mount point inside it (a
+# bind-mounted /dev would take the host's with it).
+rm_root() {
+	local r=$1
+	root_umount "$r"
+	if grep -q " $(realpath -m "$r")/" /proc/self/mounts; then
+		die "refusing to remove $r: something is still mounted below it"
+	fi
+	rm -rf "$r"
+}
+
 # The newest kernel release that has both an image and headers in a root.
 root_kver() {
 	local r=$1 k
 	for k in $(ls "$r/lib/modules" 2>/dev/null | sort -rV); do
-		[ -e "$r/boot/vmlinuz-$k" ] && [ -e "$r/lib/modules/$k/build/Makefile" ] && { echo "$k"; return; }
+		[ -e "$r/boot/vmlinuz-$k" ] && [ -e "$r/usr/src/linux-headers-$k/Makefile" ] && { echo "$k"; return; }
 	done
 	return 1
 }

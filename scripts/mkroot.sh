@@ -12,7 +12,7 @@
 #   and run the VMware host emulator plugin.
 #
 # The cache lives in $BALLOON_CACHE/roots, keyed by suite, profile, package
-# list and this script's text.  A root whose key differs, or that misses
+# list and recipe version.  A root whose key differs, or that misses
 # its completion stamp, kernel or headers, is stale and gets rebuilt.
 # Two-step bootstrap: debootstrap without the kernel, divert
 # update-initramfs (we never boot the distribution's initrd), then install
@@ -37,8 +37,9 @@ vmwhost)
 	;;
 esac
 
-key=$( { echo "$suite $profile $base_pkgs $extra_pkgs"; cat "$0" "$here/lib.sh"; } |
-	sha256sum | cut -c1-12)
+# Bump when the recipe below changes what ends up in a root.
+recipe=2
+key=$(echo "$suite $profile $base_pkgs $extra_pkgs recipe $recipe" | sha256sum | cut -c1-12)
 name=$suite-$profile
 dir=$BALLOON_CACHE/roots/$name-$key
 stamp=$dir/.balloon-root
@@ -65,8 +66,7 @@ fi
 for old in "$BALLOON_CACHE/roots/$name"-*; do
 	[ -d "$old" ] || continue
 	log "mkroot: removing stale root $old"
-	root_umount "$old"
-	rm -rf "$old"
+	rm_root "$old"
 done
 
 need_host_pkgs debootstrap
@@ -74,8 +74,7 @@ mirror=$(debian_mirror)
 log "mkroot: building $name from $mirror (a few minutes)"
 t0=$(date +%s)
 tmp=$dir.tmp
-root_umount "$tmp" 2>/dev/null || true
-rm -rf "$tmp"
+rm_root "$tmp"
 mkdir -p "$tmp"
 if ! debootstrap --variant=minbase --include="$base_pkgs" \
 	--cache-dir="$BALLOON_CACHE/debs/$suite" \
@@ -90,8 +89,9 @@ ln -sf /bin/true "$tmp/usr/sbin/update-initramfs"
 if [ "$suite" = bookworm ]; then
 	echo "deb $mirror bookworm-backports main" >"$tmp/etc/apt/sources.list.d/backports.list"
 fi
-printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
-	>"$tmp/etc/apt/apt.conf.d/90balloon-norecommends"
+# The mirror may be a snapshot whose Release files have expired.
+printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Check-Valid-Until "false";\n' \
+	>"$tmp/etc/apt/apt.conf.d/90balloon"
 
 root_mount "$tmp"
 trap 'root_umount "$tmp"' EXIT
