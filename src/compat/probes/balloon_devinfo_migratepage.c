@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* balloon_dev_info has a migratepage callback (needs balloon compaction/migration) */
-#if __has_include(<linux/balloon.h>)
+#if __has_include("linux/balloon.h")
 #include <linux/balloon.h>
 #else
 #include <linux/balloon_compaction.h>
