@@ -13,7 +13,7 @@
 #define BALLOON_COMPAT_H
 
 #if !__has_include("compat/autoconf.h")
-#error "balloon-dkms: compat/autoconf.h is missing: build with make -C src, which probes the kernel first"
+#error "balloon-dkms: no compat/autoconf.h: build with make -C src (it probes the kernel)"
 #endif
 #include "compat/autoconf.h"
 #include "version.h"
