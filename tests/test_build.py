@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Build matrix: both modules against every supported kernel, inside that
+suite's root with that suite's compiler, with W=1 and sparse (C=1); zero
+warnings allowed.  Plus checkpatch --strict over the sources, and the
+clear one-line refusals for kernels we cannot build for."""
+import os
+import re
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITES = os.environ.get("BALLOON_SUITES", "bullseye bookworm trixie sid").split()
+
+
+def version():
+    with open(os.path.join(REPO, "Makefile")) as f:
+        return re.search(r"^VERSION := (\S+)", f.read(), re.M).group(1)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, **kw)
+
+
+def mkroot(suite):
+    r = sh("%s/scripts/mkroot.sh %s" % (REPO, suite))
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
+def root_kver(root):
+    r = sh(". %s/scripts/lib.sh; root_kver %s" % (REPO, root))
+    assert r.returncode == 0, "no kernel with headers in %s" % root
+    return r.stdout.strip()
+
+
+class Scratch:
+    """A fresh copy of src/ inside a root's /tmp, with proc/dev mounted."""
+
+    def __init__(self, root):
+        self.root = root
+        self.rel = "/tmp/balloon-build-%s" % uuid.uuid4().hex[:8]
+        self.path = root + self.rel
+
+    def __enter__(self):
+        shutil.copytree(os.path.join(REPO, "src"), self.path + "/src",
+                        ignore=shutil.ignore_patterns("autoconf.h", ".probes", "*.o", "*.ko", ".*.cmd"))
+        sh(". %s/scripts/lib.sh; root_mount %s" % (REPO, self.root))
+        return self
+
+    def run(self, cmd, timeout=900):
+        return subprocess.run(["chroot", self.root, "sh", "-c", cmd], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def __exit__(self, *exc):
+        sh(". %s/scripts/lib.sh; root_umount %s" % (REPO, self.root))
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+WARN_RX = re.compile(r"(warning|error):", re.I)
+
+
+def suite_params():
+    return [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s for s in SUITES]
+
+
+@pytest.mark.parametrize("suite", suite_params())
+def test_build_w1_sparse(suite):
+    """virtio_balloon and vmw_balloon build with W=1 and sparse, no warnings."""
+    root = mkroot(suite)
+    k = root_kver(root)
+    with Scratch(root) as s:
+        r = s.run("make -C %s/src KVER=%s KDIR=/lib/modules/%s/build W=1 C=1 2>&1" % (s.rel, k, k))
+        log = r.stdout
+        print(log[-3000:])
+        assert r.returncode == 0, "build failed for %s:\n%s" % (k, log[-4000:])
+        bad = [l for l in log.splitlines() if WARN_RX.search(l)]
+        assert not bad, "warnings building for %s:\n%s" % (k, "\n".join(bad[:40]))
+        with open(s.path + "/src/compat/autoconf.h") as f:
+            print("".join(l for l in f if l.startswith("#define HAVE_")))
+        for mod in ("virtio_balloon", "vmw_balloon"):
+            ko = "%s/src/%s.ko" % (s.rel, mod)
+            info = s.run("modinfo -F version %s; modinfo -F alias %s; modinfo -F vermagic %s" % (ko, ko, ko))
+            assert info.returncode == 0, info.stderr
+            lines = info.stdout.splitlines()
+            assert lines[0] == version(), "%s version %r" % (mod, lines[0])
+            assert lines[-1].split()[0] == k, "%s built for %r, not %s" % (mod, lines[-1], k)
+            aliases = lines[1:-1]
+            if mod == "virtio_balloon":
+                assert "virtio:d00000005v*" in aliases, aliases
+            else:
+                assert "dmi:*:svnVMware*:*" in aliases and "vmware_vmmemctl" in aliases, aliases
+
+
+def c_sources():
+    out = []
+    for d, _, files in os.walk(os.path.join(REPO, "src")):
+        for f in sorted(files):
+            if f.endswith((".c", ".h")) and f != "autoconf.h" and not f.endswith(".mod.c") \
+                    and "/.probes" not in d:
+                out.append(os.path.join(d, f))
+    return out
+
+
+@pytest.mark.quick
+def test_checkpatch_strict():
+    """Every C source and header is checkpatch --strict clean."""
+    files = c_sources()
+    assert any(f.endswith("virtio_balloon.c") for f in files)
+    assert any(f.endswith("vmw_balloon.c") for f in files)
+    r = subprocess.run([REPO + "/scripts/checkpatch.sh"] + files, capture_output=True, text=True,
+                       timeout=1200)
+    out = r.stdout + r.stderr
+    issues = [l for l in out.splitlines() if re.search(r": (ERROR|WARNING|CHECK):", l)]
+    assert r.returncode == 0 and not issues, "\n".join(issues[:60]) or out[-3000:]
+
+
+def test_no_version_checks_outside_compat():
+    """Kernel differences live in src/compat only, decided by probes."""
+    offenders = []
+    for f in c_sources():
+        if "/compat/" in f:
+            continue
+        with open(f) as fh:
+            if re.search(r"LINUX_VERSION_CODE|KERNEL_VERSION\(", fh.read()):
+                offenders.append(f)
+    assert not offenders, offenders
+    with open(os.path.join(REPO, "src/compat/balloon.h")) as fh:
+        assert "LINUX_VERSION_CODE" not in fh.read()
+
+
+@pytest.mark.quick
+def test_refuses_kernel_without_balloon_config():
+    """A kernel without balloon support: one clear line, no compiler noise."""
+    root = mkroot("bookworm")
+    k = root_kver(root)
+    with Scratch(root) as s:
+        fake = s.rel + "/fake-headers"
+        # A copy of the headers' top level, with the balloon options removed.
+        r = s.run("set -e; mkdir -p %s/include; cp -a /usr/src/linux-headers-%s/. %s/;"
+                  " rm -rf %s/include/config; cp -a /usr/src/linux-headers-%s/include/config %s/include/;"
+                  " sed -i '/^CONFIG_MEMORY_BALLOON=/d;/^CONFIG_BALLOON=/d;/^CONFIG_BALLOON_COMPACTION=/d'"
+                  " %s/include/config/auto.conf" % (fake, k, fake, fake, k, fake, fake))
+        assert r.returncode == 0, r.stderr
+        r = s.run("make -s -C %s/src KVER=%s KDIR=%s 2>&1" % (s.rel, k, fake))
+        assert r.returncode != 0
+        msgs = [l for l in r.stdout.splitlines() if not l.startswith("make")]
+        assert len(msgs) == 1, r.stdout
+        assert msgs[0].startswith("balloon-dkms: ") and "CONFIG_MEMORY_BALLOON" in msgs[0], msgs
+        assert not s.run("ls %s/src/*.o 2>/dev/null" % s.rel).stdout
+
+
+@pytest.mark.quick
+def test_refuses_missing_headers():
+    """No headers for the requested kernel: one clear line naming the fix."""
+    r = subprocess.run(["make", "-s", "-C", REPO, "KVER=0.0.0-nonexistent"], capture_output=True,
+                       text=True)
+    assert r.returncode != 0
+    msgs = [l for l in (r.stdout + r.stderr).splitlines() if not l.startswith("make")]
+    assert len(msgs) == 1 and msgs[0].startswith("balloon-dkms: ") and "headers" in msgs[0], msgs
