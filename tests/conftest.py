@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: GPL-2.0
+"""pytest glue for the balloon-dkms tests (run them with tests/run).
+
+- tests/ is put on sys.path: `from lib import roots, initramfs, vm, qmp`.
+- --quick (or BALLOON_QUICK=1): only tests marked `quick`, only bookworm.
+- --suites "a b" overrides $BALLOON_SUITES (default: all four suites).
+- A test that takes an argument named `suite` is parametrized over the suites
+  under test (lib.roots.suites()) unless it parametrizes `suite` itself.
+- Fixtures:
+    root(suite) -> path of the suite's cached build root (never modify it:
+                   use lib.roots.overlay())
+    kver(root)  -> its kernel release
+    work        -> a fresh per-test directory under $BALLOON_WORK/tests/
+    make_vm     -> make_vm(root=None, **kw) boots VM.for_root(root, **kw)
+                   (or VM(**kw) without root) and closes it after the test
+    timing      -> timing(key, seconds): recorded, printed in the summary
+                   and written to $BALLOON_WORK/results/timings.json
+- Any failing test that had a VM alive gets that VM's console log (path and
+  last 200 lines) appended to its failure report.
+"""
+import json
+import os
+import re
+import shutil
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from lib import roots  # noqa: E402
+from lib import vm as vmlib  # noqa: E402
+
+_TIMINGS = []
+
+
+def pytest_addoption(parser):
+    parser.addoption("--quick", action="store_true",
+                     help="only tests marked quick, bookworm kernel only")
+    parser.addoption("--suites", default=None,
+                     help="space-separated suites (overrides BALLOON_SUITES)")
+
+
+def pytest_configure(config):
+    if config.getoption("--quick"):
+        os.environ["BALLOON_QUICK"] = "1"
+    if config.getoption("--suites"):
+        os.environ["BALLOON_SUITES"] = config.getoption("--suites")
+    roots.suites()      # fail early on an unknown suite name
+
+
+def pytest_collection_modifyitems(config, items):
+    if not roots.quick():
+        return
+    keep, drop = [], []
+    for it in items:
+        (keep if it.get_closest_marker("quick") else drop).append(it)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_generate_tests(metafunc):
+    if "suite" not in metafunc.fixturenames:
+        return
+    for m in metafunc.definition.iter_markers("parametrize"):
+        names = m.args[0] if m.args else m.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "suite" in names:
+            return
+    metafunc.parametrize("suite", roots.suites())
+
+
+@pytest.fixture
+def root(suite):
+    return roots.root(suite)
+
+
+@pytest.fixture
+def kver(root):
+    return roots.kver(root)
+
+
+@pytest.fixture
+def work(request):
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
+    d = os.path.join(roots.work_dir("tests"), name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+@pytest.fixture
+def make_vm():
+    made = []
+
+    def boot(root=None, **kw):
+        v = vmlib.VM.for_root(root, **kw) if root else vmlib.VM(**kw)
+        made.append(v)
+        v.start()
+        v.wait_boot()
+        return v
+
+    yield boot
+    for v in made:
+        v.close()
+
+
+@pytest.fixture
+def timing(request):
+    def record(key, seconds):
+        _TIMINGS.append({"test": request.node.nodeid, "what": key,
+                         "seconds": round(seconds, 2),
+                         "loadavg": os.getloadavg()[0]})
+    return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if call.when == "setup":
+        item._vmh_t0 = time.monotonic() - call.duration
+    if not rep.failed:
+        return
+    t0 = getattr(item, "_vmh_t0", time.monotonic() - call.duration)
+    for v in vmlib.vms_between(t0, time.monotonic()):
+        rep.sections.append((
+            "guest console of VM %s: %s (last 200 lines)" % (v.name, v.console_path),
+            v.console_tail(200) or "(empty)"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _TIMINGS:
+        return
+    path = os.path.join(roots.work_dir("results"), "timings.json")
+    with open(path, "w") as f:
+        json.dump(_TIMINGS, f, indent=1)
+    tr = terminalreporter
+    tr.section("timings (host seconds; %s)" % path)
+    for t in _TIMINGS:
+        tr.write_line("%8.2f  %-32s load %.1f  %s" % (t["seconds"], t["what"],
+                                                      t["loadavg"], t["test"]))
