@@ -268,6 +268,9 @@ def test_qemu_from_vmwhost_root(make_vm, timing):
     vm = make_vm(guest, intree_only=True, qemu_root=host, name="harness-sidqemu",
                  mem_mb=1024)
     timing("boot to shell, 6.1 under sid's QEMU", vm.boot_seconds)
+    # the PID we would kill is QEMU itself, not a wrapper
+    with open("/proc/%d/comm" % vm.proc.pid) as f:
+        assert f.read().strip().startswith("qemu-system-x86")
     # QMP speaks for the chrooted QEMU, not the host's
     q = vm.cmd("query-version")["qemu"]
     assert "%d.%d.%d" % (q["major"], q["minor"], q["micro"]) in ver

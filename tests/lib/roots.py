@@ -37,8 +37,9 @@ overlay(root, name="ovl") -> context manager yielding a writable path
                                    changes are dropped and the mount removed on
                                    exit.
 make_ext4(tree, out, size_mb=None, label="root") -> out
-                                   raw ext4 image holding `tree` (mke2fs -d);
-                                   size defaults to the tree size + 50 % + 256 MiB.
+                                   raw ext4 image holding `tree` (mke2fs -d),
+                                   without anything mounted below `tree`; size
+                                   defaults to the tree size + 50 % + 256 MiB.
 work_dir(*parts) -> str            a directory under $BALLOON_WORK (created)
 """
 import contextlib
@@ -228,9 +229,18 @@ def make_ext4(tree, out, size_mb=None, label="root"):
     tmp = out + ".tmp"
     if os.path.exists(tmp):
         os.unlink(tmp)
-    p = subprocess.run(["mke2fs", "-q", "-t", "ext4", "-L", label, "-E",
-                        "root_owner=0:0", "-d", tree, "-F", tmp, "%dM" % size_mb],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    view = tempfile.mkdtemp(prefix="ext4src-", dir=work_dir("overlays"))
+    # a non-recursive bind in a private namespace: the image never picks up
+    # a /proc or /dev that someone else has mounted in the tree right now
+    script = 'mount --bind "$1" "$2" && shift 2 && exec mke2fs "$@"'
+    try:
+        p = subprocess.run(["unshare", "--mount", "--propagation", "private",
+                            "sh", "-c", script, "vmh-mke2fs", tree, view,
+                            "-q", "-t", "ext4", "-L", label, "-E", "root_owner=0:0",
+                            "-d", view, "-F", tmp, "%dM" % size_mb],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finally:
+        os.rmdir(view)
     if p.returncode != 0:
         raise RuntimeError("mke2fs -d %s failed:\n%s" % (tree, p.stdout[-3000:]))
     os.rename(tmp, out)

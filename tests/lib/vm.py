@@ -500,7 +500,11 @@ class VM:
 
     def device_del(self, dev_id, timeout=120):
         self.cmd("device_del", id=dev_id)
-        ev = self.qmp.wait_event("DEVICE_DELETED", timeout,
-                                 match=lambda e: e.get("data", {}).get("device") == dev_id,
-                                 check=self.check)
+        try:
+            ev = self.qmp.wait_event(
+                "DEVICE_DELETED", timeout, check=self.check,
+                match=lambda e: e.get("data", {}).get("device") == dev_id)
+        except TimeoutError as e:
+            raise TimeoutError("%s: device_del %s: %s\n%s" %
+                               (self.name, dev_id, e, self._context())) from None
         return ev["data"]
