@@ -87,6 +87,38 @@ def test_initramfs_updates_cache_and_decompression(work):
         initramfs.build(r, k, ko=[ours], intree_only=True)
 
 
+# ------------------------------------------------------------------- roots
+
+def _mounts():
+    with open("/proc/self/mounts") as f:
+        return f.read()
+
+
+@pytest.mark.quick
+def test_roots_overlay_and_chroot_leave_the_cache_clean(work):
+    r = roots.root("bookworm")
+    assert os.path.exists(roots.kernel(r))
+    with roots.overlay(r) as o:
+        out = roots.chroot_run(o, "touch /vmh-probe && test -c /dev/null && "
+                               "grep -c . /proc/self/status").stdout
+        assert int(out) > 5
+        assert os.path.exists(os.path.join(o, "vmh-probe"))
+        assert not os.path.exists(os.path.join(r, "vmh-probe"))
+    assert o not in _mounts() and not os.path.exists(o)
+    # ephemeral: binds work, nothing sticks to the cached root
+    p = roots.chroot_run(r, "cat /etc/debian_version > %s/v && touch /vmh-eph"
+                         % work, ephemeral=True, binds=[work])
+    assert p.returncode == 0
+    with open(os.path.join(work, "v")) as f:
+        assert f.read().startswith("12.")
+    assert not os.path.exists(os.path.join(r, "vmh-eph"))
+    assert not os.path.exists(r + work)
+    assert r not in _mounts()
+    with pytest.raises(roots.RootCommandError) as ei:
+        roots.chroot_run(r, "echo to-the-log; exit 7", ephemeral=True)
+    assert ei.value.rc == 7 and "to-the-log" in str(ei.value)
+
+
 # ------------------------------------------------------ one VM, many checks
 
 @pytest.fixture(scope="module")

@@ -82,8 +82,12 @@ from .qmp import QMP, GuestShell
 GiB = 1 << 30
 MiB = 1 << 20
 
+# Any of these on the console fails the VM at the next wait.  Kernel WARNs
+# count (a WARN in our driver is a bug); RCU stalls and soft lockups do not,
+# since a starved TCG vCPU can show them on a loaded host.
 FAIL_PATTERNS = (r"Kernel panic", r"\bBUG:", r"\bOops\b",
-                 r"general protection", r"KASAN", r"mount .* failed",
+                 r"general protection", r"KASAN", r"UBSAN:",
+                 r"WARNING: CPU: \d+ PID: \d+", r"mount .* failed",
                  r"VMH-FAIL")
 
 _REGISTRY = []
