@@ -83,8 +83,9 @@ GiB = 1 << 30
 MiB = 1 << 20
 
 # Any of these on the console fails the VM at the next wait.  Kernel WARNs
-# count (a WARN in our driver is a bug); RCU stalls and soft lockups do not,
-# since a starved TCG vCPU can show them on a loaded host.
+# count (a WARN in our driver is a bug), and so do soft lockups ("BUG: soft
+# lockup": a long loop without cond_resched()).  RCU stall reports do not:
+# a starved TCG vCPU on a loaded host can produce them on its own.
 FAIL_PATTERNS = (r"Kernel panic", r"\bBUG:", r"\bOops\b",
                  r"general protection", r"KASAN", r"UBSAN:",
                  r"WARNING: CPU: \d+ PID: \d+", r"mount .* failed",
