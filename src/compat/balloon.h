@@ -268,4 +268,36 @@ static inline struct page *balloon_compat_dequeue(struct balloon_dev_info *b)
 	return page;
 }
 
+/*
+ * Put every page on @pages (which ends up empty) into the balloon; for
+ * drivers that hand the host pages in batches.
+ */
+static inline void balloon_compat_list_enqueue(struct balloon_dev_info *b,
+					       struct list_head *pages)
+{
+	struct page *page;
+
+	list_for_each_entry(page, pages, lru)
+		balloon_compat_managed(b, page, -1);
+	balloon_page_list_enqueue(b, pages);
+}
+
+/*
+ * Move up to @n pages out of the balloon onto @pages, which must be empty;
+ * returns how many.  Fewer (even none) are returned while pages are
+ * isolated for migration; unlike balloon_compat_dequeue() an empty balloon
+ * is no error.
+ */
+static inline size_t balloon_compat_list_dequeue(struct balloon_dev_info *b,
+						 struct list_head *pages,
+						 size_t n)
+{
+	size_t got = balloon_page_list_dequeue(b, pages, n);
+	struct page *page;
+
+	list_for_each_entry(page, pages, lru)
+		balloon_compat_managed(b, page, 1);
+	return got;
+}
+
 #endif /* BALLOON_COMPAT_BALLOON_H */
