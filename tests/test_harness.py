@@ -89,9 +89,11 @@ def test_initramfs_updates_cache_and_decompression(work):
 
 # ------------------------------------------------------------------- roots
 
-def _mounts():
+def _mounted_under(path):
+    """Mount points at or below `path` in this mount namespace."""
     with open("/proc/self/mounts") as f:
-        return f.read()
+        points = [line.split()[1] for line in f]
+    return [m for m in points if m == path or m.startswith(path + "/")]
 
 
 @pytest.mark.quick
@@ -104,7 +106,7 @@ def test_roots_overlay_and_chroot_leave_the_cache_clean(work):
         assert int(out) > 5
         assert os.path.exists(os.path.join(o, "vmh-probe"))
         assert not os.path.exists(os.path.join(r, "vmh-probe"))
-    assert o not in _mounts() and not os.path.exists(o)
+    assert _mounted_under(o) == [] and not os.path.exists(o)
     # ephemeral: binds work, nothing sticks to the cached root
     p = roots.chroot_run(r, "cat /etc/debian_version > %s/v && touch /vmh-eph"
                          % work, ephemeral=True, binds=[work])
@@ -113,7 +115,7 @@ def test_roots_overlay_and_chroot_leave_the_cache_clean(work):
         assert f.read().startswith("12.")
     assert not os.path.exists(os.path.join(r, "vmh-eph"))
     assert not os.path.exists(r + work)
-    assert r not in _mounts()
+    assert _mounted_under(r) == []
     with pytest.raises(roots.RootCommandError) as ei:
         roots.chroot_run(r, "echo to-the-log; exit 7", ephemeral=True)
     assert ei.value.rc == 7 and "to-the-log" in str(ei.value)

@@ -90,6 +90,7 @@ class QMP:
         self.timeout = timeout
         self.sock = _connect_unix(path, connect_timeout, alive)
         self.buf = b""
+        self.seq = 0
         self.events = collections.deque()
         self.greeting = self._read_msg(time.monotonic() + timeout)
         if "QMP" not in self.greeting:
@@ -114,7 +115,9 @@ class QMP:
 
     def cmd(self, name, args=None, timeout=None, **kwargs):
         args = dict(args or {}, **kwargs)
-        msg = {"execute": name}
+        self.seq += 1
+        # the id pairs reply and request even after an earlier timeout
+        msg = {"execute": name, "id": self.seq}
         if args:
             msg["arguments"] = args
         self.sock.sendall(json.dumps(msg).encode() + b"\n")
@@ -127,6 +130,8 @@ class QMP:
                                    (name, timeout or self.timeout)) from None
             if "event" in resp:
                 self.events.append(resp)
+            elif resp.get("id") != self.seq:
+                continue        # the late reply to a command that timed out
             elif "error" in resp:
                 raise QMPError(name, resp["error"])
             elif "return" in resp:

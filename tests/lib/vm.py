@@ -179,6 +179,7 @@ class VM:
         if len(self.qmp_path) > 100:
             raise ValueError("run directory path too long for a unix socket: %s"
                              % self.rundir)
+        self._disk_path = None
         self.proc = None
         self.qmp = None
         self._shell = None
@@ -237,7 +238,6 @@ class VM:
         return a + self.extra_args
 
     def _prepare_disk(self):
-        self._disk_path = None
         if not self.disk:
             return
         base = os.path.abspath(self.disk)
