@@ -28,8 +28,8 @@ vmware_vm(guest_root, *, mem_mb=512, smp=1, host=True, vmware=True,
 Host(path)                          client of the control socket
     cmd(line) -> [output lines]     raises HostError on "err ..."
     set_target(pages), set_caps(mask), inject_reset(), reset_mid_batch(k=None),
-    busy(n), pin(pfn), unpin(pfn), notneeded(pfn), refuse_next(n, status),
-    clear_faults(), clear_stats(), clamp(on), poison(on)
+    busy(n), pin(*pfns), unpin(*pfns), notneeded(*pfns), refuse_next(n, status),
+    clear_faults(), clear_stats(), start_reply("and"|"host"), clamp(on), poison(on)
     state() -> {key: int or str}    ("0x2e" caps come back as ints)
     locked() -> {pfn: order}        log(n=32) -> [dict]
     wait_state(pred, timeout, what=None, alive=None) -> state dict
@@ -173,14 +173,19 @@ class Host:
     def busy(self, n):
         self.cmd("busy %d" % n)
 
-    def pin(self, pfn):
-        self.cmd("pin 0x%x" % pfn)
+    def _pfns(self, verb, pfns):
+        pfns = list(pfns)
+        for i in range(0, len(pfns), 256):
+            self.cmd(verb + "".join(" 0x%x" % p for p in pfns[i:i + 256]))
 
-    def unpin(self, pfn):
-        self.cmd("unpin 0x%x" % pfn)
+    def pin(self, *pfns):
+        self._pfns("pin", pfns)
 
-    def notneeded(self, pfn):
-        self.cmd("notneeded 0x%x" % pfn)
+    def unpin(self, *pfns):
+        self._pfns("unpin", pfns)
+
+    def notneeded(self, *pfns):
+        self._pfns("notneeded", pfns)
 
     def refuse_next(self, n, status):
         self.cmd("refuse-next %d %s" % (n, status))
@@ -190,6 +195,10 @@ class Host:
 
     def clear_stats(self):
         self.cmd("clear-stats")
+
+    def start_reply(self, mode):
+        """START answers "and" (requested AND host caps) or "host"."""
+        self.cmd("start-reply " + mode)
 
     def clamp(self, on=True):
         self.cmd("clamp " + ("on" if on else "off"))

@@ -29,6 +29,8 @@
  *	poison=on|off	fill locked pages with 0x5a and check the pattern when
  *			they are unlocked (default on)
  *	clamp=on|off	clamp GET_TARGET to the guest's limit (default on)
+ *	start_reply=and|host  START answers the requested caps AND the host's
+ *			(default) or the host's caps whatever was requested
  *	state_file=P	rewrite the state dump to P after every command
  *	verbose=on	log every command on stderr
  *	cpuid=on	answer CPUID 0x400000xx with "VMwareVMware" (ESXi-like
@@ -121,6 +123,7 @@ static const char *const st_name[ST_NUM] = {
 #define ENTRY_ST_MASK	0x1fULL		/* status: bits 0-4 of an entry */
 #define POISON		0x5a
 #define LOG_LEN		256
+#define CTL_MAX_ARGS	513	/* command + up to 512 PFNs */
 #define MAX_CLIENTS	8
 
 struct log_entry {
@@ -132,7 +135,8 @@ struct log_entry {
 static struct host {
 	pthread_mutex_t mu;
 	bool started;
-	uint32_t host_caps, guest_caps;
+	uint32_t host_caps, guest_caps, requested_caps;
+	bool reply_host_caps;		/* START answers host caps, not the AND */
 	uint64_t guest_id;
 	uint64_t target;		/* set by the test, 4k pages */
 	uint64_t last_limit;		/* guest's limit in its last GET_TARGET */
@@ -156,7 +160,7 @@ static struct host {
 	uint64_t commands;
 	uint64_t ops[CMD_NUM + 1], fails[CMD_NUM + 1];
 	uint64_t status_count[ST_NUM + 1];	/* last: any other value */
-	uint64_t protocol_errors, poison_violations, refused_entries;
+	uint64_t protocol_errors, host_errors, poison_violations, refused_entries;
 	uint64_t resets_injected, starts, before_start;
 	char last_error[256];
 	struct log_entry log[LOG_LEN];
@@ -182,16 +186,33 @@ static bool ctl_running;
 /* ---------------------------------------------------------------- */
 /* host state helpers, called with h.mu held                         */
 
+static void vrecord(uint64_t *counter, const char *kind, const char *fmt,
+		    va_list ap)
+{
+	(*counter)++;
+	vsnprintf(h.last_error, sizeof(h.last_error), fmt, ap);
+	if (h.verbose)
+		fprintf(stderr, "vmwbhost: %s: %s\n", kind, h.last_error);
+}
+
+/* The guest broke the protocol. */
 static void __attribute__((format(printf, 1, 2))) proto_err(const char *fmt, ...)
 {
 	va_list ap;
 
-	h.protocol_errors++;
 	va_start(ap, fmt);
-	vsnprintf(h.last_error, sizeof(h.last_error), fmt, ap);
+	vrecord(&h.protocol_errors, "protocol error", fmt, ap);
 	va_end(ap);
-	if (h.verbose)
-		fprintf(stderr, "vmwbhost: protocol error: %s\n", h.last_error);
+}
+
+/* The host itself failed (a guest-memory access QEMU refused). */
+static void __attribute__((format(printf, 1, 2))) host_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vrecord(&h.host_errors, "host error", fmt, ap);
+	va_end(ap);
 }
 
 /*
@@ -286,7 +307,7 @@ static void poison_range(uint64_t pfn, unsigned int order)
 	GByteArray *pat = order ? poison_2m : poison_4k;
 
 	if (qemu_plugin_write_memory_hwaddr(pfn << PAGE_SHIFT, pat) != 0)
-		proto_err("cannot poison pfn 0x%" PRIx64, pfn);
+		host_err("cannot poison pfn 0x%" PRIx64, pfn);
 }
 
 /* Did the guest write to a page while the host owned it? */
@@ -296,8 +317,10 @@ static void check_poison(const char *op, uint64_t pfn, unsigned int order)
 	size_t len = (size_t)PAGE_SIZE << order;
 
 	if (qemu_plugin_read_memory_hwaddr(pfn << PAGE_SHIFT, b, len) != 0 ||
-	    b->len < len)
+	    b->len < len) {
+		host_err("%s: cannot read pfn 0x%" PRIx64 " back", op, pfn);
 		return;
+	}
 	for (size_t i = 0; i < len; i++) {
 		if (b->data[i] != POISON) {
 			h.poison_violations++;
@@ -389,7 +412,7 @@ static uint32_t batch_op(uint32_t cmd, uint64_t batch_pfn, uint64_t n)
 	}
 	if (qemu_plugin_read_memory_hwaddr(batch_pfn << PAGE_SHIFT, b, n * 8) ||
 	    b->len < n * 8) {
-		proto_err("%s: cannot read batch page pfn 0x%" PRIx64, op,
+		host_err("%s: cannot read batch page pfn 0x%" PRIx64, op,
 			  batch_pfn);
 		return ST_PPN_INVALID;
 	}
@@ -407,7 +430,7 @@ static uint32_t batch_op(uint32_t cmd, uint64_t batch_pfn, uint64_t n)
 	/* only the entries processed get a status, the rest stay as they were */
 	g_byte_array_set_size(b, todo * 8);
 	if (todo && qemu_plugin_write_memory_hwaddr(batch_pfn << PAGE_SHIFT, b)) {
-		proto_err("%s: cannot write batch page pfn 0x%" PRIx64, op,
+		host_err("%s: cannot write batch page pfn 0x%" PRIx64, op,
 			  batch_pfn);
 		return ST_PPN_INVALID;
 	}
@@ -513,7 +536,9 @@ static uint32_t run_cmd(uint32_t cmd, uint64_t a1, uint64_t a2, uint64_t *rbx,
 		forget_locked();
 		h.started = true;
 		h.starts++;
-		h.guest_caps = (uint32_t)a1 & h.host_caps;
+		h.requested_caps = (uint32_t)a1;
+		h.guest_caps = h.reply_host_caps ? h.host_caps :
+			       (uint32_t)a1 & h.host_caps;
 		*rcx = h.guest_caps;
 		*set_rcx = true;
 		return ST_SUCCESS_WITH_CAPS;
@@ -557,6 +582,8 @@ static void dump_state(FILE *f)
 	fprintf(f, "started %d\n", h.started);
 	fprintf(f, "host_caps 0x%x\n", h.host_caps);
 	fprintf(f, "guest_caps 0x%x\n", h.guest_caps);
+	fprintf(f, "requested_caps 0x%x\n", h.requested_caps);
+	fprintf(f, "start_reply %s\n", h.reply_host_caps ? "host" : "and");
 	fprintf(f, "guest_id %" PRIu64 "\n", h.guest_id);
 	fprintf(f, "target %" PRIu64 "\n", h.target);
 	fprintf(f, "reported_target %" PRIu64 "\n", h.last_reported);
@@ -569,6 +596,7 @@ static void dump_state(FILE *f)
 	fprintf(f, "locked_4k %" PRIu64 "\n", h.locked_4k);
 	fprintf(f, "locked_2m %" PRIu64 "\n", h.locked_2m);
 	fprintf(f, "protocol_errors %" PRIu64 "\n", h.protocol_errors);
+	fprintf(f, "host_errors %" PRIu64 "\n", h.host_errors);
 	fprintf(f, "poison_violations %" PRIu64 "\n", h.poison_violations);
 	fprintf(f, "refused_entries %" PRIu64 "\n", h.refused_entries);
 	fprintf(f, "resets_injected %" PRIu64 "\n", h.resets_injected);
@@ -856,8 +884,8 @@ static void show_log(GString *out, uint64_t n)
 }
 
 static const char ctl_help[] =
-	"target N | caps N | reset | reset-mid-batch [K] | busy N | "
-	"pin PFN | unpin PFN | notneeded PFN | refuse-next N STATUS | "
+	"target N | caps N | start-reply and|host | reset | reset-mid-batch [K] | busy N | "
+	"pin PFN... | unpin PFN... | notneeded PFN... | refuse-next N STATUS | "
 	"clear-faults | clear-stats | clamp on|off | poison on|off | "
 	"verbose on|off | state | locked | log [N] | help | quit";
 
@@ -867,18 +895,24 @@ static const char ctl_help[] =
  */
 static const char *ctl_exec(char *line, GString *out, bool *quit)
 {
-	char *save = NULL, *cmd = strtok_r(line, " \t", &save);
-	char *a = strtok_r(NULL, " \t", &save), *b = strtok_r(NULL, " \t", &save);
-	char *extra = strtok_r(NULL, " \t", &save);
+	char *arg[CTL_MAX_ARGS], *save = NULL, *cmd, *a, *b;
+	int argc = 0;
 	uint64_t v = 0, w = 0;
 	bool on;
 
-	if (!cmd)
+	for (char *t = strtok_r(line, " \t", &save); t;
+	     t = strtok_r(NULL, " \t", &save)) {
+		if (argc == CTL_MAX_ARGS)
+			return "too many arguments";
+		arg[argc++] = t;
+	}
+	if (!argc)
 		return "empty command";
-	if (extra)
-		return "too many arguments";
-#define NOARG() do { if (a) return "this command takes no argument"; } while (0)
-#define ONEARG() do { if (b) return "too many arguments"; } while (0)
+	cmd = arg[0];
+	a = argc > 1 ? arg[1] : NULL;
+	b = argc > 2 ? arg[2] : NULL;
+#define NOARG() do { if (argc > 1) return "this command takes no argument"; } while (0)
+#define ONEARG() do { if (argc > 2) return "too many arguments"; } while (0)
 	if (!strcmp(cmd, "target")) {
 		ONEARG();
 		if (!parse_u64(a, &v))
@@ -889,6 +923,14 @@ static const char *ctl_exec(char *line, GString *out, bool *quit)
 		if (!parse_u64(a, &v) || v > UINT32_MAX)
 			return "usage: caps N (32-bit mask, used at the next START)";
 		h.host_caps = (uint32_t)v;
+	} else if (!strcmp(cmd, "start-reply")) {
+		ONEARG();
+		if (a && !strcmp(a, "and"))
+			h.reply_host_caps = false;
+		else if (a && !strcmp(a, "host"))
+			h.reply_host_caps = true;
+		else
+			return "usage: start-reply and|host";
 	} else if (!strcmp(cmd, "reset")) {
 		NOARG();
 		h.reset_pending = true;
@@ -905,21 +947,30 @@ static const char *ctl_exec(char *line, GString *out, bool *quit)
 		h.busy_left = v;
 	} else if (!strcmp(cmd, "pin") || !strcmp(cmd, "notneeded") ||
 		   !strcmp(cmd, "unpin")) {
-		ONEARG();
-		if (!parse_u64(a, &v))
-			return "usage: pin|unpin|notneeded PFN";
-		if (!strcmp(cmd, "pin")) {
-			g_hash_table_add(h.pinned, GSIZE_TO_POINTER(v));
-		} else if (!strcmp(cmd, "notneeded")) {
-			g_hash_table_add(h.notneeded, GSIZE_TO_POINTER(v));
-		} else {
-			g_hash_table_remove(h.pinned, GSIZE_TO_POINTER(v));
-			g_hash_table_remove(h.notneeded, GSIZE_TO_POINTER(v));
+		/* all PFNs are checked before any is taken */
+		if (argc < 2)
+			return "usage: pin|unpin|notneeded PFN...";
+		for (int i = 1; i < argc; i++)
+			if (!parse_u64(arg[i], &v))
+				return "usage: pin|unpin|notneeded PFN...";
+		for (int i = 1; i < argc; i++) {
+			gpointer k;
+
+			parse_u64(arg[i], &v);
+			k = GSIZE_TO_POINTER(v);
+			if (!strcmp(cmd, "pin")) {
+				g_hash_table_add(h.pinned, k);
+			} else if (!strcmp(cmd, "notneeded")) {
+				g_hash_table_add(h.notneeded, k);
+			} else {
+				g_hash_table_remove(h.pinned, k);
+				g_hash_table_remove(h.notneeded, k);
+			}
 		}
 	} else if (!strcmp(cmd, "refuse-next")) {
 		uint32_t st;
 
-		if (!parse_u64(a, &v) || !parse_status(b, &st) || !st)
+		if (argc > 3 || !parse_u64(a, &v) || !parse_status(b, &st) || !st)
 			return "usage: refuse-next N STATUS (name or 1..31)";
 		h.refuse_left = v;
 		h.refuse_status = st;
@@ -934,7 +985,7 @@ static const char *ctl_exec(char *line, GString *out, bool *quit)
 		memset(h.ops, 0, sizeof(h.ops));
 		memset(h.fails, 0, sizeof(h.fails));
 		memset(h.status_count, 0, sizeof(h.status_count));
-		h.protocol_errors = h.poison_violations = 0;
+		h.protocol_errors = h.poison_violations = h.host_errors = 0;
 		h.refused_entries = h.resets_injected = h.starts = 0;
 		h.before_start = 0;
 		h.last_error[0] = 0;
@@ -1130,8 +1181,9 @@ static void at_exit(void *udata)
 	write_state_file();
 	fprintf(stderr, "vmwbhost: exit: commands=%" PRIu64 " target=%" PRIu64
 		" locked_pages=%" PRIu64 " protocol_errors=%" PRIu64
-		" poison_violations=%" PRIu64 "\n", h.commands, h.target,
-		h.locked_pages, h.protocol_errors, h.poison_violations);
+		" poison_violations=%" PRIu64 " host_errors=%" PRIu64 "\n",
+		h.commands, h.target, h.locked_pages, h.protocol_errors,
+		h.poison_violations, h.host_errors);
 	pthread_mutex_unlock(&h.mu);
 }
 
@@ -1165,6 +1217,10 @@ static bool parse_arg(char *arg)
 		return parse_onoff(v, &h.verbose);
 	else if (!strcmp(k, "cpuid"))
 		return parse_onoff(v, &fake_cpuid);
+	else if (!strcmp(k, "start_reply") && !strcmp(v, "and"))
+		h.reply_host_caps = false;
+	else if (!strcmp(k, "start_reply") && !strcmp(v, "host"))
+		h.reply_host_caps = true;
 	else
 		return false;
 	return true;
