@@ -1,0 +1,1129 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Virtio memory balloon driver (balloon-dkms).
+ *
+ * The host sets a target in the device configuration (num_pages, in 4 KiB
+ * units).  We take pages away from the guest ("inflate") or give them back
+ * ("deflate") until the balloon holds that many, telling the host the page
+ * frame numbers over the inflate and deflate queues, and report progress in
+ * the configuration field "actual".  Optional features: memory statistics,
+ * deflation when the guest runs out of memory, free page hints for live
+ * migration, free page reporting and page poisoning.
+ *
+ * The host is not trusted: a target larger than the guest can give is
+ * pursued only as far as the guest keeps a reserve, a device that stops
+ * answering does not hang us, and every page comes back on removal.
+ *
+ * Kernel API differences (5.10 to 7.2) live in compat/.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/debugfs.h>
+#include <linux/device.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/oom.h>
+#include <linux/page_reporting.h>
+#include <linux/pm_wakeup.h>
+#include <linux/poison.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/swap.h>
+#include <linux/virtio.h>
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <linux/vmstat.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include "compat/compat.h"
+#include "compat/balloon.h"
+#include "compat/shrinker.h"
+#include "compat/virtio.h"
+
+/* The balloon protocol counts in 4 KiB frames, whatever the page size. */
+#define VB_FRAMES_PER_PAGE	((unsigned int)(PAGE_SIZE >> VIRTIO_BALLOON_PFN_SHIFT))
+/*
+ * Frames per inflate or deflate request.  Hosts are known to reject
+ * longer requests (256 is what Linux has always sent), so keep it.
+ */
+#define VB_PFNS_MAX		256
+/* Frames given back per OOM notification (1 MiB with 4 KiB frames). */
+#define VB_OOM_FRAMES		256
+/* Run before other OOM notifiers that only drop caches. */
+#define VB_OOM_PRIORITY		80
+
+/* Free page hints are sent in blocks of the largest buddy order. */
+#define VB_HINT_ORDER		ilog2(MAX_ORDER_NR_PAGES)
+#define VB_HINT_PAGES		BIT(VB_HINT_ORDER)
+#define VB_HINT_BYTES		(PAGE_SIZE << VB_HINT_ORDER)
+/* Only truly free memory: no reclaim, no reserves, no warnings. */
+#define VB_HINT_GFP		(__GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC)
+
+/*
+ * Memory the guest keeps whatever the host asks: a 32nd of RAM at probe
+ * time, at least 16 MiB and at most 1 GiB.
+ */
+#define VB_RESERVE_MIN		(SZ_16M >> PAGE_SHIFT)
+#define VB_RESERVE_MAX		(SZ_1G >> PAGE_SHIFT)
+/* Retry delays when the target cannot be reached now. */
+#define VB_RETRY_MIN_MS		200
+#define VB_RETRY_MAX_MS		10000
+
+/* Queue numbers; a queue whose feature is off gets no slot. */
+enum {
+	VB_VQ_INFLATE,
+	VB_VQ_DEFLATE,
+	VB_VQ_STATS,
+	VB_VQ_FREE_PAGE,
+	VB_VQ_REPORTING,
+	VB_VQ_MAX
+};
+
+/* Which work keeps the system awake (see vb_stay_awake()). */
+enum {
+	VB_WAKE_SIZE = BIT(0),
+	VB_WAKE_STATS = BIT(1),
+};
+
+struct virtio_balloon {
+	struct virtio_device *vdev;
+	struct virtqueue *inflate_vq, *deflate_vq, *stats_vq;
+	struct virtqueue *free_page_vq, *reporting_vq;
+
+	/* Follows the host's target; requeued with a delay when stuck. */
+	struct delayed_work size_work;
+	struct work_struct stats_work;
+
+	/* Set on removal: host events no longer queue work. */
+	spinlock_t stop_update_lock;
+	bool stop_update;
+
+	/* Serialises the pfns array and balloon contents. */
+	struct mutex balloon_lock;
+	/* Frames in the balloon, as reported to the host in "actual". */
+	unsigned int num_pages;
+	unsigned int num_pfns;
+	__virtio32 pfns[VB_PFNS_MAX];
+	/* Completions of inflate, deflate and reporting requests. */
+	wait_queue_head_t acked;
+
+	/* Pages the guest keeps back, and the retry state when it does. */
+	unsigned long reserve;
+	unsigned int retry_ms;
+	bool out_of_puff;
+
+	struct balloon_dev_info vb_dev_info;
+
+	/* Memory statistics, refilled for each host request. */
+	struct virtio_balloon_stat stats[BALLOON_STATS_MAX];
+	unsigned int num_stats;
+	unsigned long events[NR_VM_EVENT_ITEMS];
+
+	/* Free page hinting: blocks held while the host migrates. */
+	struct workqueue_struct *hint_wq;
+	struct work_struct hint_work;
+	/* Protects hint_blocks and hint_nr_blocks (the shrinker is async). */
+	spinlock_t hint_lock;
+	struct list_head hint_blocks;
+	unsigned long hint_nr_blocks;
+	/* Bit 0: the host's command id changed, read it again. */
+	unsigned long hint_id_stale;
+	u32 hint_id_host;
+	__virtio32 hint_id_active;
+	__virtio32 hint_id_stop;
+	struct shrinker *hint_shrinker;
+
+	unsigned long hint_rounds;
+
+	struct notifier_block oom_nb;
+	unsigned long oom_frames;
+	struct page_reporting_dev_info pr_dev_info;
+	bool reporting;
+	unsigned long reports;
+	u32 poison_val;
+
+	struct dentry *debugfs;
+
+	/* Keeps suspend away while host requests are being handled. */
+	struct wakeup_source *ws;
+	/* Protects wakeup_pending: set from interrupts, cleared by work. */
+	spinlock_t wakeup_lock;
+	unsigned int wakeup_pending;
+};
+
+static const struct virtio_device_id id_table[] = {
+	{ VIRTIO_ID_BALLOON, VIRTIO_DEV_ANY_ID },
+	{ 0 },
+};
+
+static bool vb_has(struct virtio_balloon *vb, unsigned int fbit)
+{
+	return virtio_has_feature(vb->vdev, fbit);
+}
+
+static void vb_stay_awake(struct virtio_balloon *vb, unsigned int why)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->wakeup_lock, flags);
+	if (!vb->wakeup_pending)
+		__pm_stay_awake(vb->ws);
+	vb->wakeup_pending |= why;
+	spin_unlock_irqrestore(&vb->wakeup_lock, flags);
+}
+
+static void vb_relax(struct virtio_balloon *vb, unsigned int why)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->wakeup_lock, flags);
+	if (vb->wakeup_pending & why) {
+		vb->wakeup_pending &= ~why;
+		if (!vb->wakeup_pending)
+			__pm_relax(vb->ws);
+	}
+	spin_unlock_irqrestore(&vb->wakeup_lock, flags);
+}
+
+static void balloon_ack(struct virtqueue *vq)
+{
+	struct virtio_balloon *vb = vq->vdev->priv;
+
+	wake_up(&vb->acked);
+}
+
+/*
+ * Hand the host the frames in vb->pfns and wait until it has taken them.
+ * A device that broke (surprise removal) never answers: we stop waiting
+ * and carry on, since nobody is left to care about these frames.
+ */
+static void tell_host(struct virtio_balloon *vb, struct virtqueue *vq)
+{
+	struct scatterlist sg;
+	unsigned int len;
+	int err;
+
+	sg_init_one(&sg, vb->pfns, sizeof(vb->pfns[0]) * vb->num_pfns);
+
+	/* One request at a time: the queue is always empty here. */
+	err = virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
+	if (err) {
+		dev_err_ratelimited(&vb->vdev->dev, "cannot queue %u frames: %d\n",
+				    vb->num_pfns, err);
+		return;
+	}
+	virtqueue_kick(vq);
+
+	while (!wait_event_timeout(vb->acked, virtqueue_get_buf(vq, &len), HZ)) {
+		if (virtqueue_is_broken(vq)) {
+			dev_warn_once(&vb->vdev->dev, "device stopped answering\n");
+			return;
+		}
+	}
+}
+
+static void set_page_pfns(struct virtio_balloon *vb, __virtio32 pfns[],
+			  struct page *page)
+{
+	unsigned long frame = page_to_pfn(page) * VB_FRAMES_PER_PAGE;
+	unsigned int i;
+
+	BUILD_BUG_ON(VB_FRAMES_PER_PAGE > VB_PFNS_MAX);
+	for (i = 0; i < VB_FRAMES_PER_PAGE; i++)
+		pfns[i] = cpu_to_virtio32(vb->vdev, frame + i);
+}
+
+/*
+ * Pages we may still take without eating into the guest's reserve.
+ * MemAvailable counts what reclaim can free as well, so the balloon may
+ * push out caches but never the guest's working memory.
+ */
+static unsigned long inflate_headroom(struct virtio_balloon *vb)
+{
+	long avail = si_mem_available();
+
+	return avail > vb->reserve ? avail - vb->reserve : 0;
+}
+
+/* Inflate by up to @num frames; returns how many went into the balloon. */
+static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
+{
+	struct page *page;
+	unsigned int got;
+	LIST_HEAD(pages);
+
+	num = min_t(size_t, num, VB_PFNS_MAX);
+	num = min_t(size_t, num, inflate_headroom(vb) * VB_FRAMES_PER_PAGE);
+
+	for (got = 0; got + VB_FRAMES_PER_PAGE <= num; got += VB_FRAMES_PER_PAGE) {
+		page = balloon_page_alloc();
+		if (!page)
+			break;
+		list_add(&page->lru, &pages);
+	}
+	if (!got)
+		return 0;
+
+	mutex_lock(&vb->balloon_lock);
+	vb->num_pfns = 0;
+	list_for_each_entry(page, &pages, lru) {
+		set_page_pfns(vb, vb->pfns + vb->num_pfns, page);
+		vb->num_pfns += VB_FRAMES_PER_PAGE;
+	}
+	balloon_compat_list_enqueue(&vb->vb_dev_info, &pages);
+	vb->num_pages += got;
+	tell_host(vb, vb->inflate_vq);
+	mutex_unlock(&vb->balloon_lock);
+
+	return got;
+}
+
+/* Deflate by up to @num frames; returns how many left the balloon. */
+static unsigned int leak_balloon(struct virtio_balloon *vb, size_t num)
+{
+	struct page *page, *next;
+	unsigned int freed;
+	LIST_HEAD(pages);
+
+	num = min_t(size_t, num, VB_PFNS_MAX);
+
+	mutex_lock(&vb->balloon_lock);
+	num = min_t(size_t, num, vb->num_pages);
+	/* Pages isolated for migration come back later; take the others. */
+	freed = balloon_compat_list_dequeue(&vb->vb_dev_info, &pages,
+					    num / VB_FRAMES_PER_PAGE);
+	freed *= VB_FRAMES_PER_PAGE;
+
+	vb->num_pfns = 0;
+	list_for_each_entry(page, &pages, lru) {
+		set_page_pfns(vb, vb->pfns + vb->num_pfns, page);
+		vb->num_pfns += VB_FRAMES_PER_PAGE;
+	}
+	vb->num_pages -= freed;
+
+	/*
+	 * With VIRTIO_BALLOON_F_MUST_TELL_HOST the host must hear about the
+	 * pages before the guest uses them again; we always do it that way.
+	 */
+	if (freed)
+		tell_host(vb, vb->deflate_vq);
+	list_for_each_entry_safe(page, next, &pages, lru) {
+		list_del(&page->lru);
+		put_page(page);
+	}
+	mutex_unlock(&vb->balloon_lock);
+
+	return freed;
+}
+
+static void update_balloon_size(struct virtio_balloon *vb)
+{
+	u32 actual = READ_ONCE(vb->num_pages);
+
+	/* The balloon's config space is little-endian even for legacy devices. */
+	virtio_cwrite_le(vb->vdev, struct virtio_balloon_config, actual, &actual);
+}
+
+/* Frames to add (positive) or remove (negative) to meet the host's target. */
+static s64 towards_target(struct virtio_balloon *vb)
+{
+	u32 target;
+
+	virtio_cread_le(vb->vdev, struct virtio_balloon_config, num_pages, &target);
+	/* Whole pages only, or we would inflate and deflate the rest forever. */
+	return (s64)ALIGN((u64)target, VB_FRAMES_PER_PAGE) - vb->num_pages;
+}
+
+/* The target is out of reach for now: say so once and back off. */
+static unsigned long out_of_puff(struct virtio_balloon *vb, s64 missing)
+{
+	if (!vb->out_of_puff) {
+		dev_info_ratelimited(&vb->vdev->dev,
+				     "Out of puff! Balloon holds %u frames, %lld short of the target; the guest keeps the rest, retrying\n",
+				     vb->num_pages, missing);
+		vb->out_of_puff = true;
+	}
+	vb->retry_ms = clamp_t(unsigned int, vb->retry_ms * 2, VB_RETRY_MIN_MS,
+			       VB_RETRY_MAX_MS);
+	return msecs_to_jiffies(vb->retry_ms);
+}
+
+static void size_work_func(struct work_struct *work)
+{
+	struct virtio_balloon *vb = container_of(to_delayed_work(work),
+						 struct virtio_balloon, size_work);
+	unsigned long delay = 0;
+	unsigned int done;
+	s64 diff;
+
+	diff = towards_target(vb);
+	if (diff > 0) {
+		done = fill_balloon(vb, diff);
+		if ((s64)done < min_t(s64, diff, VB_PFNS_MAX))
+			delay = out_of_puff(vb, diff - done);
+		else
+			vb->retry_ms = 0;
+		diff -= done;
+	} else if (diff < 0) {
+		done = leak_balloon(vb, -diff);
+		/* All remaining pages are being migrated: let that finish. */
+		if (!done)
+			delay = 1;
+		diff += done;
+	}
+	update_balloon_size(vb);
+
+	if (!diff) {
+		vb->out_of_puff = false;
+		vb->retry_ms = 0;
+		vb_relax(vb, VB_WAKE_SIZE);
+		return;
+	}
+	/* Waiting for memory is no reason to keep the system awake. */
+	if (delay > 1)
+		vb_relax(vb, VB_WAKE_SIZE);
+	queue_delayed_work(system_freezable_wq, &vb->size_work, delay);
+}
+
+static void update_stat(struct virtio_balloon *vb, unsigned int *idx,
+			u16 tag, u64 val)
+{
+	if (WARN_ON_ONCE(*idx >= ARRAY_SIZE(vb->stats)))
+		return;
+	vb->stats[*idx].tag = cpu_to_virtio16(vb->vdev, tag);
+	vb->stats[*idx].val = cpu_to_virtio64(vb->vdev, val);
+	(*idx)++;
+}
+
+#define pages_to_bytes(x) ((u64)(x) << PAGE_SHIFT)
+
+#ifdef CONFIG_VM_EVENT_COUNTERS
+static void update_event_stats(struct virtio_balloon *vb, unsigned int *idx)
+{
+	unsigned long *ev = vb->events;
+	unsigned long stall = 0;
+
+	all_vm_events(ev);
+	update_stat(vb, idx, VIRTIO_BALLOON_S_SWAP_IN, pages_to_bytes(ev[PSWPIN]));
+	update_stat(vb, idx, VIRTIO_BALLOON_S_SWAP_OUT, pages_to_bytes(ev[PSWPOUT]));
+	update_stat(vb, idx, VIRTIO_BALLOON_S_MAJFLT, ev[PGMAJFAULT]);
+	update_stat(vb, idx, VIRTIO_BALLOON_S_MINFLT, ev[PGFAULT]);
+#ifdef CONFIG_HUGETLB_PAGE
+	update_stat(vb, idx, VIRTIO_BALLOON_S_HTLB_PGALLOC, ev[HTLB_BUDDY_PGALLOC]);
+	update_stat(vb, idx, VIRTIO_BALLOON_S_HTLB_PGFAIL, ev[HTLB_BUDDY_PGALLOC_FAIL]);
+#endif
+	if (!BALLOON_STATS_EXTENDED)
+		return;
+
+	update_stat(vb, idx, VIRTIO_BALLOON_S_OOM_KILL, ev[OOM_KILL]);
+#ifdef CONFIG_ZONE_DMA
+	stall += ev[ALLOCSTALL_DMA];
+#endif
+#ifdef CONFIG_ZONE_DMA32
+	stall += ev[ALLOCSTALL_DMA32];
+#endif
+#ifdef CONFIG_HIGHMEM
+	stall += ev[ALLOCSTALL_HIGH];
+#endif
+	stall += ev[ALLOCSTALL_NORMAL] + ev[ALLOCSTALL_MOVABLE];
+	update_stat(vb, idx, VIRTIO_BALLOON_S_ALLOC_STALL, stall);
+	update_stat(vb, idx, VIRTIO_BALLOON_S_ASYNC_SCAN,
+		    pages_to_bytes(balloon_reclaim_stat(ev, PGSCAN_KSWAPD)));
+	update_stat(vb, idx, VIRTIO_BALLOON_S_DIRECT_SCAN,
+		    pages_to_bytes(balloon_reclaim_stat(ev, PGSCAN_DIRECT)));
+	update_stat(vb, idx, VIRTIO_BALLOON_S_ASYNC_RECLAIM,
+		    pages_to_bytes(balloon_reclaim_stat(ev, PGSTEAL_KSWAPD)));
+	update_stat(vb, idx, VIRTIO_BALLOON_S_DIRECT_RECLAIM,
+		    pages_to_bytes(balloon_reclaim_stat(ev, PGSTEAL_DIRECT)));
+}
+#else
+static void update_event_stats(struct virtio_balloon *vb, unsigned int *idx)
+{
+}
+#endif
+
+/* Fill vb->stats; returns the number of entries. */
+static unsigned int update_balloon_stats(struct virtio_balloon *vb)
+{
+	unsigned int idx = 0;
+	struct sysinfo si;
+
+	update_event_stats(vb, &idx);
+
+	si_meminfo(&si);
+	update_stat(vb, &idx, VIRTIO_BALLOON_S_MEMFREE, pages_to_bytes(si.freeram));
+	update_stat(vb, &idx, VIRTIO_BALLOON_S_MEMTOT, pages_to_bytes(si.totalram));
+	update_stat(vb, &idx, VIRTIO_BALLOON_S_AVAIL,
+		    pages_to_bytes(max_t(long, si_mem_available(), 0)));
+	update_stat(vb, &idx, VIRTIO_BALLOON_S_CACHES,
+		    pages_to_bytes(global_node_page_state(NR_FILE_PAGES)));
+	return idx;
+}
+
+static int send_stats(struct virtio_balloon *vb)
+{
+	struct scatterlist sg;
+	unsigned int num;
+	int err;
+
+	num = update_balloon_stats(vb);
+	WRITE_ONCE(vb->num_stats, num);
+	sg_init_one(&sg, vb->stats, sizeof(vb->stats[0]) * num);
+	err = virtqueue_add_outbuf(vb->stats_vq, &sg, 1, vb, GFP_KERNEL);
+	if (!err)
+		virtqueue_kick(vb->stats_vq);
+	return err;
+}
+
+/*
+ * The host asks for statistics by handing back the buffer we gave it;
+ * answer with a fresh one.
+ */
+static void stats_work_func(struct work_struct *work)
+{
+	struct virtio_balloon *vb = container_of(work, struct virtio_balloon,
+						 stats_work);
+	unsigned int len;
+
+	if (virtqueue_get_buf(vb->stats_vq, &len))
+		send_stats(vb);
+	vb_relax(vb, VB_WAKE_STATS);
+}
+
+static void stats_request(struct virtqueue *vq)
+{
+	struct virtio_balloon *vb = vq->vdev->priv;
+
+	spin_lock(&vb->stop_update_lock);
+	if (!vb->stop_update) {
+		vb_stay_awake(vb, VB_WAKE_STATS);
+		queue_work(system_freezable_wq, &vb->stats_work);
+	}
+	spin_unlock(&vb->stop_update_lock);
+}
+
+/* Give back up to @nr hint blocks to the page allocator. */
+static unsigned long hint_release(struct virtio_balloon *vb, unsigned long nr)
+{
+	unsigned long done = 0;
+	struct page *page;
+
+	spin_lock_irq(&vb->hint_lock);
+	while (done < nr) {
+		page = list_first_entry_or_null(&vb->hint_blocks, struct page, lru);
+		if (!page)
+			break;
+		list_del(&page->lru);
+		__free_pages(page, VB_HINT_ORDER);
+		done++;
+	}
+	vb->hint_nr_blocks -= done;
+	spin_unlock_irq(&vb->hint_lock);
+
+	return done;
+}
+
+static u32 hint_host_id(struct virtio_balloon *vb)
+{
+	if (test_and_clear_bit(0, &vb->hint_id_stale))
+		virtio_cread_le(vb->vdev, struct virtio_balloon_config,
+				free_page_hint_cmd_id, &vb->hint_id_host);
+	return vb->hint_id_host;
+}
+
+static int hint_send_id(struct virtio_balloon *vb, __virtio32 *id)
+{
+	struct virtqueue *vq = vb->free_page_vq;
+	struct scatterlist sg;
+	unsigned int len;
+	int err;
+
+	/* The host has seen the blocks it used: drop them from the ring. */
+	while (virtqueue_get_buf(vq, &len))
+		;
+	sg_init_one(&sg, id, sizeof(*id));
+	err = virtqueue_add_outbuf(vq, &sg, 1, id, GFP_KERNEL);
+	if (!err)
+		virtqueue_kick(vq);
+	return err;
+}
+
+/*
+ * Hand the host one free block as a hint; -ENOMEM once no free block is
+ * left.  The block stays ours (on hint_blocks) until the host is done or
+ * the shrinker wants it back.
+ */
+static int hint_send_block(struct virtio_balloon *vb)
+{
+	struct virtqueue *vq = vb->free_page_vq;
+	struct scatterlist sg;
+	struct page *page;
+	unsigned int len;
+	int err;
+
+	while (virtqueue_get_buf(vq, &len))
+		;
+	page = alloc_pages(VB_HINT_GFP, VB_HINT_ORDER);
+	if (!page)
+		return -ENOMEM;
+
+	/* One slot stays free for the stop id. */
+	if (vq->num_free <= 1) {
+		__free_pages(page, VB_HINT_ORDER);
+		return 0;
+	}
+	sg_init_one(&sg, page_address(page), VB_HINT_BYTES);
+	err = virtqueue_add_inbuf(vq, &sg, 1, page, GFP_KERNEL);
+	if (err) {
+		__free_pages(page, VB_HINT_ORDER);
+		return err;
+	}
+	virtqueue_kick(vq);
+
+	spin_lock_irq(&vb->hint_lock);
+	list_add(&page->lru, &vb->hint_blocks);
+	vb->hint_nr_blocks++;
+	spin_unlock_irq(&vb->hint_lock);
+	return 0;
+}
+
+/* One hinting round: the id, free blocks until none or a new id, stop. */
+static void hint_report(struct virtio_balloon *vb)
+{
+	struct device *dev = &vb->vdev->dev;
+	int err;
+
+	vb->hint_rounds++;
+	vb->hint_id_active = cpu_to_virtio32(vb->vdev, hint_host_id(vb));
+	err = hint_send_id(vb, &vb->hint_id_active);
+	if (err)
+		dev_err(dev, "free page hint: cannot send the command id: %d\n", err);
+
+	while (!err && virtio32_to_cpu(vb->vdev, vb->hint_id_active) == hint_host_id(vb))
+		err = hint_send_block(vb);
+	if (err && err != -ENOMEM)
+		dev_err(dev, "free page hint: cannot send a block: %d\n", err);
+
+	err = hint_send_id(vb, &vb->hint_id_stop);
+	if (err)
+		dev_err(dev, "free page hint: cannot send the stop id: %d\n", err);
+}
+
+static void hint_work_func(struct work_struct *work)
+{
+	struct virtio_balloon *vb = container_of(work, struct virtio_balloon,
+						 hint_work);
+	u32 id = hint_host_id(vb);
+
+	if (id == VIRTIO_BALLOON_CMD_ID_DONE)
+		hint_release(vb, ULONG_MAX);
+	else if (id != VIRTIO_BALLOON_CMD_ID_STOP &&
+		 id != virtio32_to_cpu(vb->vdev, vb->hint_id_active))
+		hint_report(vb);
+}
+
+/* Hint blocks are free memory on loan to the host: any user may have them. */
+static unsigned long hint_shrinker_count(struct shrinker *s,
+					 struct shrink_control *sc)
+{
+	struct virtio_balloon *vb = shrinker_private(s);
+
+	return READ_ONCE(vb->hint_nr_blocks) * VB_HINT_PAGES;
+}
+
+static unsigned long hint_shrinker_scan(struct shrinker *s,
+					struct shrink_control *sc)
+{
+	struct virtio_balloon *vb = shrinker_private(s);
+	unsigned long blocks = DIV_ROUND_UP(sc->nr_to_scan, VB_HINT_PAGES);
+
+	return hint_release(vb, blocks) * VB_HINT_PAGES;
+}
+
+static int hint_init(struct virtio_balloon *vb)
+{
+	/* The ring needs room for a block besides the stop id. */
+	if (virtqueue_get_vring_size(vb->free_page_vq) < 2)
+		return -ENOSPC;
+
+	vb->hint_wq = alloc_workqueue("virtio-balloon-hint",
+				      WQ_FREEZABLE | WQ_CPU_INTENSIVE | WQ_PERCPU, 0);
+	if (!vb->hint_wq)
+		return -ENOMEM;
+	INIT_WORK(&vb->hint_work, hint_work_func);
+	spin_lock_init(&vb->hint_lock);
+	INIT_LIST_HEAD(&vb->hint_blocks);
+	vb->hint_id_host = VIRTIO_BALLOON_CMD_ID_STOP;
+	vb->hint_id_active = cpu_to_virtio32(vb->vdev, VIRTIO_BALLOON_CMD_ID_STOP);
+	vb->hint_id_stop = cpu_to_virtio32(vb->vdev, VIRTIO_BALLOON_CMD_ID_STOP);
+
+	vb->hint_shrinker = shrinker_alloc(0, "virtio-balloon");
+	if (!vb->hint_shrinker) {
+		destroy_workqueue(vb->hint_wq);
+		return -ENOMEM;
+	}
+	vb->hint_shrinker->count_objects = hint_shrinker_count;
+	vb->hint_shrinker->scan_objects = hint_shrinker_scan;
+	shrinker_set_private(vb->hint_shrinker, vb);
+	shrinker_register(vb->hint_shrinker);
+	return 0;
+}
+
+static void hint_exit(struct virtio_balloon *vb)
+{
+	shrinker_free(vb->hint_shrinker);
+	cancel_work_sync(&vb->hint_work);
+	destroy_workqueue(vb->hint_wq);
+}
+
+static void virtballoon_changed(struct virtio_device *vdev)
+{
+	struct virtio_balloon *vb = vdev->priv;
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->stop_update_lock, flags);
+	if (!vb->stop_update) {
+		vb_stay_awake(vb, VB_WAKE_SIZE);
+		/* A new target is worth more than a pending retry delay. */
+		mod_delayed_work(system_freezable_wq, &vb->size_work, 0);
+		if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT)) {
+			set_bit(0, &vb->hint_id_stale);
+			queue_work(vb->hint_wq, &vb->hint_work);
+		}
+	}
+	spin_unlock_irqrestore(&vb->stop_update_lock, flags);
+}
+
+static int virtio_balloon_oom_notify(struct notifier_block *nb,
+				     unsigned long dummy, void *parm)
+{
+	struct virtio_balloon *vb = container_of(nb, struct virtio_balloon, oom_nb);
+	unsigned long *freed = parm;
+	unsigned int frames = leak_balloon(vb, VB_OOM_FRAMES);
+
+	WRITE_ONCE(vb->oom_frames, vb->oom_frames + frames);
+	*freed += frames / VB_FRAMES_PER_PAGE;
+	update_balloon_size(vb);
+	return NOTIFY_OK;
+}
+
+static int virtballoon_free_page_report(struct page_reporting_dev_info *pr,
+					struct scatterlist *sg, unsigned int nents)
+{
+	struct virtio_balloon *vb = container_of(pr, struct virtio_balloon,
+						 pr_dev_info);
+	struct virtqueue *vq = vb->reporting_vq;
+	unsigned int len;
+	int err;
+
+	/* The core sends one report at a time, sized to fit the ring. */
+	err = virtqueue_add_inbuf(vq, sg, nents, vb, GFP_NOWAIT | __GFP_NOWARN);
+	if (WARN_ON_ONCE(err))
+		return err;
+	virtqueue_kick(vq);
+
+	while (!wait_event_timeout(vb->acked, virtqueue_get_buf(vq, &len), HZ)) {
+		if (virtqueue_is_broken(vq))
+			return -EIO;
+	}
+	WRITE_ONCE(vb->reports, vb->reports + 1);
+	return 0;
+}
+
+static void reporting_start(struct virtio_balloon *vb)
+{
+	struct device *dev = &vb->vdev->dev;
+	int order = -1;
+	int err;
+
+	if (!vb_has(vb, VIRTIO_BALLOON_F_REPORTING))
+		return;
+	/*
+	 * With 64 KiB pages a pageblock is 512 MiB, rarely free as a
+	 * whole; report 2 MiB blocks instead, what a 4 KiB host can use.
+	 */
+	if (IS_ENABLED(CONFIG_ARM64) && PAGE_SIZE == SZ_64K)
+		order = 5;
+
+	vb->pr_dev_info.report = virtballoon_free_page_report;
+	err = compat_page_reporting_limits(&vb->pr_dev_info,
+					   virtqueue_get_vring_size(vb->reporting_vq),
+					   order);
+	if (!err)
+		err = page_reporting_register(&vb->pr_dev_info);
+	/* Reporting is an optimisation: the balloon works without it. */
+	if (err) {
+		dev_warn(dev, "free page reporting unavailable: %d\n", err);
+		return;
+	}
+	vb->reporting = true;
+}
+
+static void reporting_stop(struct virtio_balloon *vb)
+{
+	if (vb->reporting)
+		page_reporting_unregister(&vb->pr_dev_info);
+	vb->reporting = false;
+}
+
+static int init_vqs(struct virtio_balloon *vb)
+{
+	struct virtqueue_info info[VB_VQ_MAX] = {};
+	struct virtqueue *vqs[VB_VQ_MAX];
+	int err;
+
+	/* A queue without a name is not created and takes no index. */
+	info[VB_VQ_INFLATE].name = "inflate";
+	info[VB_VQ_INFLATE].callback = balloon_ack;
+	info[VB_VQ_DEFLATE].name = "deflate";
+	info[VB_VQ_DEFLATE].callback = balloon_ack;
+	if (vb_has(vb, VIRTIO_BALLOON_F_STATS_VQ)) {
+		info[VB_VQ_STATS].name = "stats";
+		info[VB_VQ_STATS].callback = stats_request;
+	}
+	/* Hint blocks are polled for, so that queue needs no callback. */
+	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+		info[VB_VQ_FREE_PAGE].name = "free_page_vq";
+	if (vb_has(vb, VIRTIO_BALLOON_F_REPORTING)) {
+		info[VB_VQ_REPORTING].name = "reporting_vq";
+		info[VB_VQ_REPORTING].callback = balloon_ack;
+	}
+
+	err = compat_find_vqs(vb->vdev, VB_VQ_MAX, vqs, info);
+	if (err)
+		return err;
+
+	vb->inflate_vq = vqs[VB_VQ_INFLATE];
+	vb->deflate_vq = vqs[VB_VQ_DEFLATE];
+	vb->stats_vq = vqs[VB_VQ_STATS];
+	vb->free_page_vq = vqs[VB_VQ_FREE_PAGE];
+	vb->reporting_vq = vqs[VB_VQ_REPORTING];
+
+	/* The host asks for statistics by returning a buffer: give it one. */
+	if (vb->stats_vq) {
+		err = send_stats(vb);
+		if (err) {
+			vb->vdev->config->del_vqs(vb->vdev);
+			return err;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Host side of a balloon page migration.  The core (or compat/balloon.h)
+ * moves the page between lists; we only tell the host that newpage is
+ * now ballooned and page is not.
+ */
+static int virtballoon_migratepage(struct balloon_dev_info *b,
+				   struct page *newpage, struct page *page,
+				   enum migrate_mode mode)
+{
+	struct virtio_balloon *vb = container_of(b, struct virtio_balloon,
+						 vb_dev_info);
+
+	/* Never wait: inflation may itself be compacting; retry later. */
+	if (!mutex_trylock(&vb->balloon_lock))
+		return -EAGAIN;
+
+	vb->num_pfns = VB_FRAMES_PER_PAGE;
+	set_page_pfns(vb, vb->pfns, newpage);
+	tell_host(vb, vb->inflate_vq);
+
+	vb->num_pfns = VB_FRAMES_PER_PAGE;
+	set_page_pfns(vb, vb->pfns, page);
+	tell_host(vb, vb->deflate_vq);
+
+	mutex_unlock(&vb->balloon_lock);
+	return 0;
+}
+
+static int virtballoon_validate(struct virtio_device *vdev)
+{
+	/*
+	 * The host must know what free pages contain if the guest checks
+	 * poison on them; if we cannot tell it, reported pages could come
+	 * back with other contents, so no reporting either.
+	 */
+	if (!want_init_on_free() && !page_poisoning_enabled_static())
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_PAGE_POISON);
+	else if (!virtio_has_feature(vdev, VIRTIO_BALLOON_F_PAGE_POISON))
+		__virtio_clear_bit(vdev, VIRTIO_BALLOON_F_REPORTING);
+
+	/* Frame numbers are guest physical addresses, never IOVAs. */
+	__virtio_clear_bit(vdev, VIRTIO_F_ACCESS_PLATFORM);
+	/*
+	 * Every request is a single buffer except page reports, which the
+	 * ring holds directly; indirect tables would only add an atomic
+	 * allocation to the reporting path.
+	 */
+	__virtio_clear_bit(vdev, VIRTIO_RING_F_INDIRECT_DESC);
+	return 0;
+}
+
+static void write_poison_val(struct virtio_balloon *vb)
+{
+	u32 poison_val = 0;
+
+	if (!vb_has(vb, VIRTIO_BALLOON_F_PAGE_POISON))
+		return;
+	/* Zero stands for init_on_free; PAGE_POISON is one byte, repeated. */
+	if (!want_init_on_free())
+		memset(&poison_val, PAGE_POISON, sizeof(poison_val));
+	vb->poison_val = poison_val;
+	virtio_cwrite_le(vb->vdev, struct virtio_balloon_config, poison_val,
+			 &poison_val);
+}
+
+/*
+ * debugfs: one file per device with the balloon's view of things, so
+ * its state can be seen without reading the source (or this driver's
+ * private counters: the kernel's own are in /proc/vmstat).
+ */
+static int vb_debugfs_show(struct seq_file *f, void *unused)
+{
+	struct virtio_balloon *vb = f->private;
+	u32 target;
+
+	virtio_cread_le(vb->vdev, struct virtio_balloon_config, num_pages, &target);
+	seq_printf(f, "driver: %s\n", BALLOON_VERSION);
+	seq_printf(f, "target_frames: %u\n", target);
+	seq_printf(f, "balloon_frames: %u\n", READ_ONCE(vb->num_pages));
+	seq_printf(f, "reserve_pages: %lu\n", vb->reserve);
+	seq_printf(f, "out_of_puff: %d\n", READ_ONCE(vb->out_of_puff));
+	seq_printf(f, "managed_adjust: %d\n", !vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
+	seq_printf(f, "migration: %d\n", balloon_compat_can_migrate());
+	seq_printf(f, "stats_tags: %u\n", READ_ONCE(vb->num_stats));
+	seq_printf(f, "oom_deflated_frames: %lu\n", READ_ONCE(vb->oom_frames));
+	seq_printf(f, "hint_rounds: %lu\n", READ_ONCE(vb->hint_rounds));
+	seq_printf(f, "hint_blocks: %lu\n", READ_ONCE(vb->hint_nr_blocks));
+	seq_printf(f, "reporting: %d\n", vb->reporting);
+	seq_printf(f, "reports: %lu\n", READ_ONCE(vb->reports));
+	seq_printf(f, "poison_val: 0x%08x\n", vb->poison_val);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vb_debugfs);
+
+static void vb_debugfs_init(struct virtio_balloon *vb)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s-%s", KBUILD_MODNAME, dev_name(&vb->vdev->dev));
+	vb->debugfs = debugfs_create_file(name, 0444, NULL, vb, &vb_debugfs_fops);
+}
+
+static void init_reserve(struct virtio_balloon *vb)
+{
+	vb->reserve = clamp_t(unsigned long, totalram_pages() / 32,
+			      VB_RESERVE_MIN, VB_RESERVE_MAX);
+}
+
+static int virtballoon_probe(struct virtio_device *vdev)
+{
+	struct virtio_balloon *vb;
+	int err;
+
+	if (!vdev->config->get) {
+		dev_err(&vdev->dev, "config space is not readable\n");
+		return -EINVAL;
+	}
+
+	vb = kzalloc(sizeof(*vb), GFP_KERNEL);
+	if (!vb)
+		return -ENOMEM;
+	vdev->priv = vb;
+	vb->vdev = vdev;
+	INIT_DELAYED_WORK(&vb->size_work, size_work_func);
+	INIT_WORK(&vb->stats_work, stats_work_func);
+	spin_lock_init(&vb->stop_update_lock);
+	spin_lock_init(&vb->wakeup_lock);
+	mutex_init(&vb->balloon_lock);
+	init_waitqueue_head(&vb->acked);
+	init_reserve(vb);
+
+	/* Without DEFLATE_ON_OOM, ballooned memory leaves MemTotal. */
+	err = balloon_compat_init(&vb->vb_dev_info, virtballoon_migratepage,
+				  !vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
+	if (err)
+		goto out_free;
+
+	err = init_vqs(vb);
+	if (err)
+		goto out_balloon;
+
+	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT)) {
+		err = hint_init(vb);
+		if (err)
+			goto out_del_vqs;
+	}
+
+	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
+		vb->oom_nb.notifier_call = virtio_balloon_oom_notify;
+		vb->oom_nb.priority = VB_OOM_PRIORITY;
+		err = register_oom_notifier(&vb->oom_nb);
+		if (err)
+			goto out_hint;
+	}
+
+	write_poison_val(vb);
+	reporting_start(vb);
+
+	/* The balloon cannot wake the system, but it keeps it awake to work. */
+	vb->ws = wakeup_source_register(&vdev->dev, "virtio-balloon");
+	vb_debugfs_init(vb);
+
+	virtio_device_ready(vdev);
+
+	if (towards_target(vb))
+		virtballoon_changed(vdev);
+	return 0;
+
+out_hint:
+	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+		hint_exit(vb);
+out_del_vqs:
+	virtio_reset_device(vdev);
+	vdev->config->del_vqs(vdev);
+out_balloon:
+	balloon_compat_exit(&vb->vb_dev_info);
+out_free:
+	kfree(vb);
+	return err;
+}
+
+/* Return every page, reset the device and drop its queues. */
+static void remove_common(struct virtio_balloon *vb)
+{
+	while (vb->num_pages) {
+		/* Pages under migration come back to the list shortly. */
+		if (!leak_balloon(vb, vb->num_pages))
+			cond_resched();
+	}
+	update_balloon_size(vb);
+
+	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+		hint_release(vb, ULONG_MAX);
+
+	virtio_reset_device(vb->vdev);
+	vb->vdev->config->del_vqs(vb->vdev);
+}
+
+/* No host event may queue work after this; none is running after it. */
+static void stop_updates(struct virtio_balloon *vb)
+{
+	spin_lock_irq(&vb->stop_update_lock);
+	vb->stop_update = true;
+	spin_unlock_irq(&vb->stop_update_lock);
+
+	cancel_delayed_work_sync(&vb->size_work);
+	cancel_work_sync(&vb->stats_work);
+	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+		cancel_work_sync(&vb->hint_work);
+	vb_relax(vb, VB_WAKE_SIZE | VB_WAKE_STATS);
+}
+
+static void virtballoon_remove(struct virtio_device *vdev)
+{
+	struct virtio_balloon *vb = vdev->priv;
+
+	reporting_stop(vb);
+	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM))
+		unregister_oom_notifier(&vb->oom_nb);
+	stop_updates(vb);
+	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+		hint_exit(vb);
+
+	debugfs_remove(vb->debugfs);
+	remove_common(vb);
+	balloon_compat_exit(&vb->vb_dev_info);
+	wakeup_source_unregister(vb->ws);
+	kfree(vb);
+}
+
+#ifdef CONFIG_PM_SLEEP
+static int virtballoon_freeze(struct virtio_device *vdev)
+{
+	struct virtio_balloon *vb = vdev->priv;
+
+	/*
+	 * Our work runs on freezable workqueues, which the PM core has
+	 * frozen already.  Page reporting does not: stop it before its
+	 * queue goes away.
+	 */
+	reporting_stop(vb);
+	remove_common(vb);
+	return 0;
+}
+
+static int virtballoon_restore(struct virtio_device *vdev)
+{
+	struct virtio_balloon *vb = vdev->priv;
+	int err;
+
+	err = init_vqs(vb);
+	if (err)
+		return err;
+
+	write_poison_val(vb);
+	reporting_start(vb);
+	virtio_device_ready(vdev);
+
+	if (towards_target(vb))
+		virtballoon_changed(vdev);
+	update_balloon_size(vb);
+	return 0;
+}
+#endif
+
+#ifdef HAVE_VIRTIO_DRIVER_SHUTDOWN
+/*
+ * The core's shutdown breaks and resets the device; let a request that
+ * is under way finish first so no work waits on a dead queue.
+ */
+static void virtballoon_shutdown(struct virtio_device *vdev)
+{
+	struct virtio_balloon *vb = vdev->priv;
+
+	reporting_stop(vb);
+	stop_updates(vb);
+	virtio_device_shutdown(vdev);
+}
+#endif
+
+static const unsigned int features[] = {
+	VIRTIO_BALLOON_F_MUST_TELL_HOST,
+	VIRTIO_BALLOON_F_STATS_VQ,
+	VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+	VIRTIO_BALLOON_F_FREE_PAGE_HINT,
+	VIRTIO_BALLOON_F_PAGE_POISON,
+	VIRTIO_BALLOON_F_REPORTING,
+};
+
+static struct virtio_driver virtio_balloon_driver = {
+	.feature_table		= features,
+	.feature_table_size	= ARRAY_SIZE(features),
+	.driver.name		= KBUILD_MODNAME,
+	.driver.owner		= THIS_MODULE,
+	.id_table		= id_table,
+	.validate		= virtballoon_validate,
+	.probe			= virtballoon_probe,
+	.remove			= virtballoon_remove,
+	.config_changed		= virtballoon_changed,
+#ifdef CONFIG_PM_SLEEP
+	.freeze			= virtballoon_freeze,
+	.restore		= virtballoon_restore,
+#endif
+#ifdef HAVE_VIRTIO_DRIVER_SHUTDOWN
+	.shutdown		= virtballoon_shutdown,
+#endif
+};
+
+module_virtio_driver(virtio_balloon_driver);
+MODULE_DEVICE_TABLE(virtio, id_table);
+MODULE_DESCRIPTION("Virtio balloon driver");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(BALLOON_VERSION);
