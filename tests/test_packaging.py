@@ -1,0 +1,467 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Packaging and package lifecycle.
+
+Static: one version everywhere (and `make stamp` really stamps), the .deb
+and .rpm contents, metadata and maintainer scripts, lintian and rpmlint
+clean.
+
+Lifecycle, each in a throwaway overlay of a suite's cached root, with that
+suite's apt, dpkg and dkms: install the .deb -> dkms builds both modules for
+the root's kernel and modinfo resolves to updates/dkms with our version;
+reinstall and upgrade; a kernel upgrade (bookworm-backports 6.12) rebuilds
+automatically; a kernel the drivers cannot be built for leaves apt and the
+kernel packages configured and says why in one line; removal brings the
+kernel's own drivers back and leaves nothing behind.  The .rpm's scriptlets
+run under real rpm (rpm --root) against the dkms of a Debian root, since no
+RPM distribution is reachable here.  Finally the root with the package
+installed boots as a VM and udev autoloads our virtio_balloon by modalias.
+"""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from lib import pkg, roots
+
+VERSION = pkg.VERSION
+MODULES = ("virtio_balloon", "vmw_balloon")
+INTREE_DIR = {"virtio_balloon": "/kernel/drivers/virtio/",
+              "vmw_balloon": "/kernel/drivers/misc/"}
+
+
+def suites_quick_on_bookworm(only=None):
+    return [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
+            for s in roots.suites() if only is None or s in only]
+
+
+def need_suite(suite):
+    if suite not in roots.suites():
+        pytest.skip("suite %s is not under test (BALLOON_SUITES=%s)" %
+                    (suite, " ".join(roots.suites())))
+
+
+def read(rel):
+    with open(os.path.join(pkg.REPO, rel)) as f:
+        return f.read()
+
+
+def sh(cmd, **kw):
+    return pkg.sh(cmd, **kw)
+
+
+def assert_ours(r, kver=None, version=VERSION):
+    k = kver or r.kver
+    for m in MODULES:
+        path = r.modinfo(m, kver=k)
+        assert re.search(r"/lib/modules/%s/updates/dkms/%s\.ko(\.[a-z]+)?$" %
+                         (re.escape(k), m), path), \
+            "modinfo -n %s for %s: %r, not ours\n%s" % (m, k, path, r.dkms_status())
+        assert r.modinfo(m, "version", k) == version, \
+            "modinfo -F version %s for %s: %r, want %s" % (m, k, r.modinfo(m, "version", k), version)
+
+
+def assert_intree(r, kver=None):
+    k = kver or r.kver
+    for m in MODULES:
+        path = r.modinfo(m, kver=k)
+        assert INTREE_DIR[m] in path, \
+            "modinfo -n %s for %s: %r, not the kernel's own driver" % (m, k, path)
+        assert r.modinfo(m, "version", k) != VERSION
+
+
+def assert_dpkg_clean(r):
+    assert r.dpkg_audit() == "", "dpkg --audit:\n" + r.dpkg_audit()
+    bad = r.not_configured()
+    assert not bad, "packages not fully installed:\n" + "\n".join(bad)
+
+
+def install_deb(r, deb):
+    p = r.apt("install %s" % r.install_file(deb), timeout=1800)
+    print(p.stdout[-3000:])
+    return p
+
+
+# ---------------------------------------------------------------- static
+
+
+@pytest.mark.quick
+def test_version_consistency():
+    """Every copy of the version equals the Makefile's VERSION."""
+    found = {
+        "dkms.conf": re.search(r'^PACKAGE_VERSION="([^"]*)"$', read("dkms.conf"), re.M),
+        "debian/changelog": re.match(r"balloon-dkms \(([^)]*)\)", read("debian/changelog")),
+        "spec Version": re.search(r"^Version:\s*(\S+)$", read("rpm/balloon-dkms.spec"), re.M),
+        "spec %changelog": re.search(r"^%changelog\n\*.* - (\S+)-\d+$",
+                                     read("rpm/balloon-dkms.spec"), re.M),
+        "src/version.h": re.search(r'^#define BALLOON_VERSION "([^"]*)"$',
+                                   read("src/version.h"), re.M),
+    }
+    got = {k: (m.group(1) if m else None) for k, m in found.items()}
+    bad = {k: v for k, v in got.items() if v != VERSION}
+    assert not bad, "Makefile says %s; these differ: %s" % (VERSION, bad)
+    # and the package build's own guard agrees
+    assert sh("%s/scripts/stamp-version.sh --check" % pkg.REPO, check=False).returncode == 0
+
+
+@pytest.mark.quick
+def test_stamp_version(work):
+    """`make stamp` writes a new version into every copy, and the result
+    still parses as a Debian changelog and an RPM spec."""
+    tree = os.path.join(work, "tree")
+    for rel in ("Makefile", "dkms.conf", "debian/changelog", "rpm/balloon-dkms.spec",
+                "src/version.h", "scripts/stamp-version.sh", "scripts/lib.sh"):
+        os.makedirs(os.path.dirname(os.path.join(tree, rel)), exist_ok=True)
+        shutil.copy2(os.path.join(pkg.REPO, rel), os.path.join(tree, rel))
+    new = "9.8.7"
+    p = sh("cd %s && sed -i 's/^VERSION := .*/VERSION := %s/' Makefile && make -s stamp" % (tree, new))
+    print(p.stdout)
+    assert sh("%s/scripts/stamp-version.sh --check" % tree, check=False).returncode == 0
+    stale = sh("%s/scripts/stamp-version.sh --check %s" % (tree, VERSION), check=False)
+    assert stale.returncode == 1 and stale.stdout.count("balloon-dkms:") == 5, stale.stdout
+    assert 'PACKAGE_VERSION="%s"' % new in open(os.path.join(tree, "dkms.conf")).read()
+    assert '#define BALLOON_VERSION "%s"' % new in open(os.path.join(tree, "src/version.h")).read()
+    ch = sh("dpkg-parsechangelog -l %s/debian/changelog -S Version" % tree).stdout.strip()
+    assert ch == new
+    # the older entry is kept below the new one
+    entries = sh("dpkg-parsechangelog -l %s/debian/changelog --format rfc822 --all" % tree).stdout
+    assert re.findall(r"^Version: (\S+)$", entries, re.M) == [new, VERSION], entries
+    q = sh("rpm -q --qf '%%{VERSION}-%%{RELEASE}\\n' --specfile %s/rpm/balloon-dkms.spec"
+           % tree).stdout.strip()
+    assert q == new + "-1", q
+    log = sh("rpmspec -q --qf '%%{CHANGELOGNAME}\\n' %s/rpm/balloon-dkms.spec 2>/dev/null "
+             "|| rpm -q --changelog --specfile %s/rpm/balloon-dkms.spec" % (tree, tree)).stdout
+    assert "- %s-1" % new in log, log
+    # stamping twice changes nothing
+    before = {f: open(os.path.join(tree, f)).read() for f in ("debian/changelog", "rpm/balloon-dkms.spec")}
+    sh("cd %s && make -s stamp" % tree)
+    assert before == {f: open(os.path.join(tree, f)).read() for f in before}
+
+
+@pytest.mark.quick
+def test_deb_contents_and_lintian(timing):
+    """The .deb: Architecture all, Section kernel, dkms dependency that
+    bullseye's dkms 2.8 satisfies, dh_dkms maintainer scripts, only sources
+    (no build products) under /usr/src/balloon-<ver>/, and lintian clean."""
+    with pkg.timed(timing, "mkdeb"):
+        deb = pkg.build_deb()
+    info = sh("dpkg-deb -f %s Package Version Architecture Section Depends Recommends" % deb).stdout
+    fields = dict(l.split(": ", 1) for l in info.strip().splitlines())
+    assert fields["Package"] == "balloon-dkms" and fields["Version"] == VERSION
+    assert fields["Architecture"] == "all" and fields["Section"] == "kernel"
+    dk = re.findall(r"dkms(?: \(([<>=]+) ([^)]+)\))?", fields["Depends"])
+    assert dk, fields["Depends"]
+    for op, v in dk:
+        # bullseye has dkms 2.8.4-3: the dependency must accept it
+        assert not op or sh("dpkg --compare-versions 2.8.4-3 '%s' '%s'" % (op, v),
+                            check=False).returncode == 0, fields["Depends"]
+    assert "linux-headers-amd64" in fields["Recommends"]
+
+    files = sh("dpkg-deb -c %s | awk '{print $6}'" % deb).stdout.split()
+    src = "./usr/src/balloon-%s/" % VERSION
+    for f in ("dkms.conf", "src/Makefile", "src/Kbuild", "src/version.h",
+              "src/compat/conftest.sh"):
+        assert src + f in files, "%s missing from the .deb" % f
+    built = [f for f in files if re.search(r"\.(ko|o|mod|cmd)$|autoconf\.h$|/\.probes/", f)]
+    assert not built, "build products in the package: %s" % built
+    outside = [f for f in files if not f.startswith((src, "./usr/share/doc/balloon-dkms/"))
+               and not f.endswith("/") and f != "./usr/share/lintian/overrides/balloon-dkms"]
+    assert not outside, "unexpected files: %s" % outside
+    # dkms.conf is the repository's (already stamped, same version)
+    conf = sh("dpkg-deb --fsys-tarfile %s | tar -xOf - .%sdkms.conf" % (deb, src[1:])).stdout
+    assert conf == read("dkms.conf")
+
+    ctl = os.path.join(os.path.dirname(deb), "ctl")
+    shutil.rmtree(ctl, ignore_errors=True)
+    sh("dpkg-deb -e %s %s" % (deb, ctl))
+    postinst = open(os.path.join(ctl, "postinst")).read()
+    prerm = open(os.path.join(ctl, "prerm")).read()
+    assert "/usr/lib/dkms/common.postinst" in postinst and "DKMS_VERSION=%s" % VERSION in postinst
+    assert "dkms remove -m $DKMS_NAME -v $DKMS_VERSION --all" in prerm
+
+    changes = deb.replace("_all.deb", "_amd64.changes")
+    with pkg.timed(timing, "lintian"):
+        p = subprocess.run(["lintian", "-EvIL", "+pedantic", "--show-overrides",
+                            "--tag-display-limit", "0", changes],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(p.stdout)
+    tags = [l for l in p.stdout.splitlines() if re.match(r"[EWIPX]: ", l)]
+    assert not tags, "lintian:\n" + "\n".join(tags)
+    # every override carries a reason
+    overrides = read("debian/balloon-dkms.lintian-overrides").splitlines()
+    for i, l in enumerate(overrides):
+        if l and not l.startswith("#"):
+            assert i > 0 and overrides[i - 1].startswith("#"), "override without reason: " + l
+
+
+@pytest.mark.quick
+def test_rpm_contents_and_rpmlint(work, timing):
+    """The .rpm: noarch, Requires dkms, the source tree under
+    /usr/src/balloon-<ver>/, the dkms scriptlets, rpmlint clean with the
+    documented rpmlintrc, and a clean install into a scratch rpm database."""
+    with pkg.timed(timing, "mkrpm"):
+        rpm = pkg.build_rpm()
+    srpm = rpm.replace(".noarch.rpm", ".src.rpm")
+    q = sh("rpm -qp --qf '%%{NAME} %%{VERSION} %%{RELEASE} %%{ARCH} %%{LICENSE}\\n' %s" % rpm).stdout
+    assert q.split() == ["balloon-dkms", VERSION, "1", "noarch", "GPL-2.0-only"], q
+    req = sh("rpm -qp --requires %s" % rpm).stdout.split("\n")
+    assert "dkms" in [r.strip() for r in req], req
+    assert not [r for r in req if "kernel" in r], "a kernel-devel dependency: %s" % req
+    files = sh("rpm -qpl %s" % rpm).stdout.split()
+    src = "/usr/src/balloon-%s/" % VERSION
+    for f in ("dkms.conf", "src/Makefile", "src/Kbuild", "src/version.h"):
+        assert src + f in files, f
+    assert not [f for f in files if re.search(r"\.(ko|o)$|autoconf\.h$", f)]
+    assert not [f for f in files if not f.startswith((src, "/usr/share/doc/balloon-dkms",
+                                                      "/usr/share/licenses/balloon-dkms"))
+                and f != src.rstrip("/")], files
+
+    scripts = sh("rpm -qp --scripts %s" % rpm).stdout
+    print(scripts)
+    parts = dict(re.findall(r"^(\w+) scriptlet \(using /bin/sh\):\n(.*?)(?=^\w+ scriptlet|\Z)",
+                            scripts, re.M | re.S))
+    assert set(parts) == {"preuninstall", "posttrans"}, sorted(parts)
+    assert "dkms remove -m balloon -v %s --all" % VERSION in parts["preuninstall"]
+    assert "dkms add -m balloon -v %s" % VERSION in parts["posttrans"]
+    assert "dkms install -m balloon -v %s -k" % VERSION in parts["posttrans"]
+    for name, body in parts.items():
+        p = subprocess.run(["sh", "-n"], input=body, text=True, capture_output=True)
+        assert p.returncode == 0, "%s does not parse: %s" % (name, p.stderr)
+
+    p = subprocess.run(["rpmlint", "-r", os.path.join(pkg.REPO, "rpm/balloon-dkms.rpmlintrc"),
+                        rpm, srpm, os.path.join(pkg.REPO, "rpm/balloon-dkms.spec")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(p.stdout)
+    assert re.search(r"\b0 errors, 0 warnings\b", p.stdout), "rpmlint:\n" + p.stdout
+    # each filter has a comment that says why
+    rc = read("rpm/balloon-dkms.rpmlintrc").splitlines()
+    for i, l in enumerate(rc):
+        if l.startswith("addFilter"):
+            j = i - 1
+            while j >= 0 and rc[j].startswith("addFilter"):
+                j -= 1
+            assert j >= 0 and rc[j].startswith("#"), "filter without reason: " + l
+
+    # a scratch rpm database: files land where the list says, nothing is
+    # modified, the package erases cleanly (no scriptlets: no dkms there)
+    db = os.path.join(work, "rpmroot")
+    os.makedirs(db)
+    sh("rpm --root %s --nodeps --noscripts -i %s" % (db, rpm))
+    assert sh("rpm --root %s -q balloon-dkms" % db).stdout.strip() == "balloon-dkms-%s-1.noarch" % VERSION
+    assert os.path.isfile(os.path.join(db, "usr/src/balloon-%s/dkms.conf" % VERSION))
+    assert sh("rpm --root %s -V balloon-dkms" % db, check=False).stdout.strip() == ""
+    sh("rpm --root %s --nodeps --noscripts -e balloon-dkms" % db)
+    assert not os.path.exists(os.path.join(db, "usr/src/balloon-%s" % VERSION))
+
+
+# ------------------------------------------------------------- lifecycle
+
+
+@pytest.mark.parametrize("suite", suites_quick_on_bookworm())
+def test_deb_install_remove(suite, timing):
+    """apt install ./balloon-dkms_<ver>_all.deb builds and installs both
+    modules for the root's kernel; apt remove brings the kernel's drivers
+    back and leaves nothing of ours."""
+    deb = pkg.build_deb()
+    with pkg.Root(suite) as r:
+        assert_intree(r)
+        with pkg.timed(timing, "%s apt install (dkms build)" % suite):
+            p = install_deb(r, deb)
+        assert "Error!" not in p.stdout, p.stdout
+        st = r.dkms_status()
+        assert re.search(r"balloon[/,] ?%s, %s, x86_64: installed" % (re.escape(VERSION),
+                                                                     re.escape(r.kver)), st), st
+        assert_ours(r)
+        assert_dpkg_clean(r)
+        # the modules are in depmod's index, with the kernel's aliases
+        alias = r.run("grep -E ' (virtio_balloon|vmw_balloon)$' /lib/modules/%s/modules.alias"
+                      % r.kver).stdout
+        assert "alias virtio:d00000005v* virtio_balloon" in alias, alias
+        assert re.search(r"alias dmi:\*:svnVMware\*:\* vmw_balloon", alias), alias
+        dep = r.run("modprobe -S %s --show-depends virtio_balloon" % r.kver).stdout
+        assert dep.count("/updates/dkms/virtio_balloon.ko") == 1, dep
+
+        with pkg.timed(timing, "%s apt remove" % suite):
+            p = r.apt("remove balloon-dkms")
+        print(p.stdout[-2000:])
+        assert_intree(r)
+        assert r.leftovers() == [], r.leftovers()
+        assert_dpkg_clean(r)
+        r.run("dpkg --purge balloon-dkms")
+        assert r.run("dpkg-query -W -f='${Status}' balloon-dkms 2>&1", check=False
+                     ).stdout.strip() in ("", "unknown ok not-installed") or \
+            "no packages found" in r.run("dpkg-query -W balloon-dkms 2>&1", check=False).stdout
+
+
+def test_deb_reinstall_and_upgrade(timing):
+    """Same-version reinstall keeps the modules installed; an upgrade to a
+    new version replaces them (only the new version stays registered)."""
+    need_suite("bookworm")
+    deb = pkg.build_deb()
+    new = VERSION + ".1"
+    deb2 = pkg.build_deb(new)
+    with pkg.Root("bookworm") as r:
+        install_deb(r, deb)
+        assert_ours(r)
+        with pkg.timed(timing, "bookworm apt reinstall"):
+            p = r.apt("install --reinstall %s" % r.install_file(deb))
+        print(p.stdout[-2000:])
+        assert_ours(r)
+        assert_dpkg_clean(r)
+        with pkg.timed(timing, "bookworm apt upgrade"):
+            p = install_deb(r, deb2)
+        assert_ours(r, version=new)
+        st = r.dkms_status()
+        assert VERSION + "," not in st.replace(new, "NEW"), st
+        assert not os.path.exists(os.path.join(r.path, "usr/src/balloon-" + VERSION))
+        assert_dpkg_clean(r)
+        r.apt("purge balloon-dkms")
+        assert_intree(r)
+        assert r.leftovers() == [], r.leftovers()
+
+
+def test_kernel_upgrade(timing):
+    """With the package installed, installing bookworm-backports' kernel
+    and headers builds and installs both modules for the new kernel too,
+    through dkms's kernel hooks alone."""
+    need_suite("bookworm")
+    deb = pkg.build_deb()
+    with pkg.Root("bookworm") as r:
+        install_deb(r, deb)
+        old = r.kver
+        with pkg.timed(timing, "bookworm-backports kernel install (download cached)"):
+            p = r.apt("install -t bookworm-backports linux-image-amd64 linux-headers-amd64",
+                      timeout=3600)
+        print(p.stdout[-4000:])
+        new = roots.kver(r.path)
+        assert new != old and new.startswith("6.12."), (old, new)
+        assert "Error!" not in p.stdout
+        assert_ours(r, kver=new)
+        assert_ours(r, kver=old)
+        assert_dpkg_clean(r)
+        with pkg.timed(timing, "apt remove with two kernels"):
+            r.apt("remove balloon-dkms")
+        assert_intree(r, kver=new)
+        assert_intree(r, kver=old)
+        assert r.leftovers() == [], r.leftovers()
+
+
+@pytest.mark.parametrize("suite", suites_quick_on_bookworm())
+def test_unbuildable_kernel(suite, work, timing):
+    """A kernel without memory balloon support (fake packages made from a
+    copy of the real headers with that support removed) installs and
+    removes cleanly next to balloon-dkms, before and after it: apt exits 0,
+    every package is configured, and the reason is one clear line."""
+    deb = pkg.build_deb()
+    with pkg.Root(suite) as r:
+        fake = r.kver.split("-")[0] + "-99-noballoon"
+        img, hdr = pkg.make_fake_kernel(r.path, r.kver, fake, os.path.join(work, "fake"))
+        install_deb(r, deb)
+        assert_ours(r)
+
+        with pkg.timed(timing, "%s install unbuildable kernel" % suite):
+            p = r.apt("install %s %s" % (r.install_file(img), r.install_file(hdr)), check=False)
+        print(p.stdout[-4000:])
+        assert p.returncode == 0, p.stdout
+        # one line per kernel hook (headers, image); bullseye's dkms prints
+        # it after its own "running auto installation service ...:" prefix
+        lines = re.findall(r"balloon-dkms: kernel %s [^\n]*" % re.escape(fake), p.stdout)
+        assert len(lines) == 2, p.stdout
+        assert len(set(lines)) == 1 and "has no memory balloon support" in lines[0], lines
+        assert "Error!" not in p.stdout and "failed" not in p.stdout.lower(), p.stdout
+        assert_dpkg_clean(r)
+        assert r.run("dpkg-query -W -f='${Status}' linux-image-%s linux-headers-%s" % (fake, fake)
+                     ).stdout == "install ok installed" * 2
+        assert not [m for m in MODULES if r.modinfo(m, kver=fake).find("/updates/") >= 0]
+        assert_ours(r)                      # the real kernel is untouched
+
+        # the package's own postinst with the fake kernel present
+        with pkg.timed(timing, "%s reinstall, unbuildable kernel present" % suite):
+            p = r.apt("install --reinstall %s" % r.install_file(deb), check=False)
+        print(p.stdout[-3000:])
+        assert p.returncode == 0, p.stdout
+        assert_dpkg_clean(r)
+        assert_ours(r)
+
+        p = r.apt("remove balloon-dkms", check=False)
+        assert p.returncode == 0, p.stdout
+        r.apt("remove linux-image-%s linux-headers-%s" % (fake, fake))
+        assert_dpkg_clean(r)
+        assert_intree(r)
+        assert r.leftovers() == [], r.leftovers()
+
+
+@pytest.mark.parametrize("suite", [s for s in ("bookworm", "sid")])
+def test_rpm_scriptlets_in_debian_root(suite, timing):
+    """No RPM distribution is reachable here, so the .rpm's scriptlets run
+    under real rpm (rpm --root, scriptlets chrooted) against the real dkms
+    of a Debian root: bookworm's 3.0.10 and sid's 3.2 (Fedora and EL9+ ship
+    dkms 3.x).  Install, same-version reinstall, upgrade, erase."""
+    need_suite(suite)
+    rpm = pkg.build_rpm()
+    new = VERSION + ".1"
+    rpm2 = pkg.build_rpm(new)
+    with pkg.Root(suite) as r:
+        assert_intree(r)
+        with pkg.timed(timing, "%s rpm -i (posttrans: dkms build)" % suite):
+            p = pkg.rpm_in_root(r, "-i --nodeps %s" % rpm)
+        print(p.stdout[-3000:])
+        assert_ours(r)
+        assert pkg.rpm_in_root(r, "-q balloon-dkms").stdout.strip() == \
+            "balloon-dkms-%s-1.noarch" % VERSION
+        assert pkg.rpm_in_root(r, "-V balloon-dkms", check=False).stdout.strip() == ""
+
+        # rpm runs the new package's scripts before the old one's %preun:
+        # a same-version reinstall must end with the modules installed
+        with pkg.timed(timing, "%s rpm reinstall (same version)" % suite):
+            p = pkg.rpm_in_root(r, "-U --replacepkgs --nodeps %s" % rpm)
+        print(p.stdout[-3000:])
+        assert_ours(r)
+        assert re.search(r"%s, %s, x86_64: installed" % (re.escape(VERSION), re.escape(r.kver)),
+                         r.dkms_status()), r.dkms_status()
+
+        with pkg.timed(timing, "%s rpm -U (upgrade)" % suite):
+            p = pkg.rpm_in_root(r, "-U --nodeps %s" % rpm2)
+        print(p.stdout[-3000:])
+        assert_ours(r, version=new)
+        st = r.dkms_status()
+        assert re.search(r"%s, %s, x86_64: installed" % (re.escape(new), re.escape(r.kver)), st), st
+        assert not re.search(r"\b%s[,:]" % re.escape(VERSION), st), st
+        assert not os.path.exists(os.path.join(r.path, "usr/src/balloon-" + VERSION))
+
+        with pkg.timed(timing, "%s rpm -e" % suite):
+            p = pkg.rpm_in_root(r, "-e --nodeps balloon-dkms")
+        print(p.stdout[-3000:])
+        assert_intree(r)
+        assert r.leftovers() == [], r.leftovers()
+        assert pkg.rpm_in_root(r, "-qa").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("suite", [s for s in ("bookworm", "sid")])
+def test_udev_autoloads_ours_in_vm(suite, work, make_vm, timing):
+    """The root with balloon-dkms installed, booted as a VM (ext4 image of
+    the root, our initramfs only mounts it): real systemd-udevd coldplug
+    loads OUR virtio_balloon by its modalias and binds it to the device."""
+    need_suite(suite)
+    deb = pkg.build_deb()
+    with pkg.Root(suite) as r:
+        install_deb(r, deb)
+        assert_ours(r)
+        r.run("apt-get clean")
+        img = os.path.join(work, "root.ext4")
+        with pkg.timed(timing, "%s ext4 image of the root" % suite):
+            roots.make_ext4(r.path, img)
+        kver = r.kver
+        # the initramfs holds only the kernel's own modules and loads
+        # nothing balloon-related: whatever loads ours is the root's udev
+        with pkg.timed(timing, "%s VM boot to shell (udev settled)" % suite):
+            vm = make_vm(r.base, root_disk=img, intree_only=True, name="pkg-" + suite)
+    before = re.search(r"VMH-MODULES-BEFORE-UDEV: (.*)", vm.console_text())
+    assert before and "virtio_balloon" not in before.group(1).split(), vm.console_tail(60)
+    assert vm.sh("cat /sys/module/virtio_balloon/version").strip() == VERSION
+    assert vm.sh("modinfo -n virtio_balloon").strip().startswith(
+        "/lib/modules/%s/updates/dkms/virtio_balloon.ko" % kver)
+    bound = vm.sh("ls /sys/bus/virtio/drivers/virtio_balloon/ 2>&1 || true")
+    assert re.search(r"\bvirtio\d+\b", bound), "virtio_balloon bound to no device: " + bound
+    vm.balloon_to(vm.query_balloon() - (64 << 20), timeout=300)
