@@ -164,6 +164,23 @@ def test_reset_reinflate(vmw):
     assert vm.meminfo()["MemTotal"] > (MEM_MB - 64) * 1024
 
 
+def test_smp2_256m(vmw, timing):
+    """Two vCPUs run in parallel TCG threads; the host state is shared
+    with the control thread.  256 MiB in 2 MiB pages, poisoned, and back."""
+    pages = 256 * 256
+    vm = vmw(mem_mb=1024, smp=2, target=pages)
+    t0 = time.monotonic()
+    load_driver(vm)
+    st, _ = settle(vm, pages)
+    timing("vmw inflate 256MiB smp2 caps 0x2e", time.monotonic() - t0)
+    assert st["locked_2m"] * 512 + st["locked_4k"] == pages
+    # the guest keeps working (both CPUs) while its balloon is full
+    vm.sh("for i in 1 2; do dd if=/dev/zero of=/dev/null bs=1M count=64 & done; wait")
+    vm.host.set_target(0)
+    settle(vm, 0)
+    assert_clean(vm)
+
+
 @pytest.mark.quick
 def test_reset_mid_batch(vmw):
     """A RESET in the middle of a batch: some entries locked, then the host
@@ -387,3 +404,170 @@ def test_control_protocol(work):
         if q.poll() is None:
             q.kill()
             q.wait()
+
+
+# ---------------------------------------------------------------------------
+# A rogue guest: vmwb-rogue (tests/vmw-host/rogue.c) breaks the protocol on
+# purpose from guest user space, so these tests see the host notice.
+
+def rogue_run(vm, ops, timeout=120):
+    """Run vmwb-rogue OPS in the guest; its "R: " lines, in order."""
+    out = vm.sh("vmwb-rogue " + ops, timeout=timeout)
+    lines = [ln[3:] for ln in out.splitlines() if ln.startswith("R: ")]
+    assert lines and not any(ln.startswith("error") for ln in lines), out
+    return lines
+
+
+def fields(line):
+    d = {}
+    for w in line.split():
+        k, _, v = w.partition("=")
+        d[k] = [int(x, 16) for x in v.split(",")] if k == "entries" else int(v, 16)
+    return d
+
+
+@pytest.fixture
+def rogue_vm(vmw):
+    def boot(**kw):
+        kw.setdefault("extra_files", {"/bin/vmwb-rogue": vmwhost.rogue()})
+        return vmw(**kw)
+    return boot
+
+
+# (rogue op, status the guest must see, protocol errors it must cause, checks)
+# in one process, so its pages stay put between the calls
+ROGUE_STEPS = [
+    ("call 1 100 0", 7, 0, {}),                 # GET_TARGET before START: tolerated
+    ("call 2 p1 1", 7, 1, {}),                  # LOCK before START
+    ("call 7 p0 1", 7, 1, {}),                  # BATCHED_UNLOCK before START
+    ("call 0 0xff 0", 0x03000000, 0, {"rcx": 0x2e}),   # more caps than offered
+    ("call 2 p1 1", 0, 0, {"rbx": 1 << 40}),    # LOCK: the target comes back
+    ("call 2 p1 1", 3, 1, {}),                  # the same page again: PPN_LOCKED
+    ("peek 1", None, 0, {}),                    # the host poisoned it
+    ("call 3 p2 1", 4, 1, {}),                  # UNLOCK of a page never locked
+    ("batch 8 1 0x1001", 0, 1, {"entries": [2]}),      # 2M pfn misaligned
+    ("batch 6 1 0x7fffffff", 0, 1, {"entries": [2]}),  # pfn beyond guest RAM
+    ("batch 6 0 p3", 1, 1, {}),                 # batch counts out of range
+    ("batch 6 513 p3", 1, 1, {}),
+    ("call 5 0 0", 1, 1, {}),                   # unknown commands
+    ("call 42 0 0", 1, 1, {}),
+    ("batch 8 1 h1", 0, 1, {"entries": [3]}),   # 2M over the locked 4k p1
+    ("batch 9 1 h1", 0, 1, {"entries": [4]}),   # 2M unlock, never locked
+    ("call 2 0x100000000 1", 2, 1, {}),         # LOCK pfn wider than 32 bits
+    ("call 1 0x100000001 0", 0, 0, {"rbx": 0x100000001}),  # 64-bit limit, cap ok
+    ("poke 1", None, 0, {}),                    # write to p1 while locked
+    ("call 3 p1 1", 0, 0, {}),                  # unlock fine, poison violated
+    ("call 10 1 2", 1, 0, {}),                  # doorbell without the cap
+    ("call 0 0x2 0", 0x03000000, 0, {"rcx": 0x2}),     # START, BASIC only
+    ("batch 6 1 p3", 1, 1, {}),                 # batched without the cap
+    ("call 1 0x100000001 0", 0, 1, {"rbx": 0xffffffff}),  # no 64-bit cap: saturate
+    ("call 1 1000 0", 0, 0, {"rbx": 1000}),
+]
+
+
+@pytest.mark.quick
+def test_rogue_protocol_errors(rogue_vm):
+    """Every kind of protocol violation is answered as documented and
+    counted exactly once, by the command that made it; nothing else is."""
+    vm = rogue_vm(target=1 << 40)
+    r = rogue_run(vm, " ".join(step[0] for step in ROGUE_STEPS))
+    assert len(r) == len(ROGUE_STEPS), r
+    calls = [(step, line) for step, line in zip(ROGUE_STEPS, r) if step[1] is not None]
+    log = vm.host.log(len(calls))
+    assert len(log) == len(calls)
+    for ((op, status, errs, checks), line), entry in zip(calls, log):
+        f = fields(line)
+        what = (op, line, entry)
+        assert f["status"] == status == entry["status"], what
+        assert entry["errors"] == errs, what
+        for k, v in checks.items():
+            assert f[k] == v, (what, k, v)
+    assert r[6] == "0x5a5a5a5a5a5a5a5a"          # peek: poisoned
+    assert r[18] == "0x1111111111111111"          # poke
+    st = vm.host.state()
+    assert st["protocol_errors"] == sum(step[2] for step in ROGUE_STEPS)
+    assert st["poison_violations"] == 1 and st["host_errors"] == 0
+    assert st["requested_caps"] == 0x2 and st["guest_caps"] == 0x2
+    assert st["locked_entries"] == 0             # the 2nd START forgot p1
+    assert st["before_start"] == 3
+
+
+def rogue_lines(vm, path):
+    txt = vm.sh("cat %s" % path)
+    r = [ln[3:] for ln in txt.splitlines() if ln.startswith("R: ")]
+    assert not any(ln.startswith("error") for ln in r), txt
+    return r
+
+
+def rogue_wait(vm, path, n, timeout=120):
+    """Wait until the background rogue wrote n "R: " lines to path."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = rogue_lines(vm, path)
+        if len(r) >= n:
+            return r
+        assert time.monotonic() < deadline, (n, r)
+        time.sleep(0.2)
+
+
+@pytest.mark.quick
+def test_rogue_faults(rogue_vm):
+    """Injected faults as a guest sees them: BUSY, refused entries, pinned
+    and not-needed pages, RESET, a RESET in the middle of a batch, and an
+    unclamped absurd target.  The rogue runs in the background and waits at
+    /tmp/go1 and /tmp/go2 while the host is set up."""
+    vm = rogue_vm(target=50)
+    h = vm.host
+    out = "/tmp/rogue.out"
+    vm.sh("(vmwb-rogue pfns waitfile /tmp/go1 " + " ".join([
+        "call 0 0x2e 0",                  # BUSY (any command but the doorbell)
+        "call 0 0x2e 0",                  # START
+        "call 2 p1 1",                    # refused: PPN_NOTNEEDED
+        "batch 6 3 p2,p3,p4",             # p3 pinned, p4 not needed
+        "waitfile /tmp/go2",
+        "call 1 1000 0",                  # RESET (injected)
+        "call 2 p5 1",                    # before START: RESET
+        "call 0 0x2e 0",                  # START again
+        "batch 6 4 p6,p7,p8,p9",          # RESET after 2 entries
+        "call 0 0x2e 0",
+        "call 1 1000 0",                  # clamp off: the raw target
+    ]) + " > %s 2>&1 &)" % out)
+    r = rogue_wait(vm, out, 1)
+    pfns = [int(x, 16) for x in r[0].split()[1:]]
+    assert len(pfns) == 16
+    h.busy(1)
+    h.refuse_next(1, "ppn_notneeded")
+    h.pin(pfns[3])
+    h.notneeded(pfns[4])
+    vm.sh("touch /tmp/go1")
+    r = rogue_wait(vm, out, 6)[2:]
+    assert fields(r[0])["status"] == 8                       # BUSY
+    assert fields(r[1])["status"] == 0x03000000
+    assert fields(r[2])["status"] == 6                       # refused
+    f = fields(r[3])
+    assert f["status"] == 0 and f["entries"] == [0, 5, 6]
+    st = h.state()
+    assert sorted(h.locked()) == [pfns[2]] and st["locked_pages"] == 1
+    assert st["refused_entries"] == 3 and st["status_busy"] == 1
+    assert (st["busy_left"], st["refuse_left"]) == (0, 0)
+    assert st["protocol_errors"] == 0, st["last_error"]
+
+    h.inject_reset()
+    h.reset_mid_batch(2)
+    h.clamp(False)
+    h.set_target(1 << 40)
+    vm.sh("touch /tmp/go2")
+    r = rogue_wait(vm, out, 13)[7:]
+    assert fields(r[0])["status"] == 7                       # injected RESET
+    assert fields(r[1])["status"] == 7                       # before START
+    assert fields(r[2])["status"] == 0x03000000
+    f = fields(r[3])
+    assert f["status"] == 7 and f["entries"] == [0, 0, 0x1f, 0x1f]
+    assert fields(r[4])["status"] == 0x03000000
+    f = fields(r[5])
+    assert f["status"] == 0 and f["rbx"] == 1 << 40
+    st = h.state()
+    assert st["resets_injected"] == 2 and st["locked_entries"] == 0
+    assert st["protocol_errors"] == 1 and "lock before START" in st["last_error"]
+    assert st["reported_target"] == 1 << 40 and st["guest_limit"] == 1000
+    assert st["host_errors"] == 0 and st["poison_violations"] == 0

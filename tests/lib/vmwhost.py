@@ -15,7 +15,8 @@ qemu_version() -> the qemu-system-x86 version of the sid vmwhost root.
 vmware_vm(guest_root, *, mem_mb=512, smp=1, host=True, vmware=True,
           target=0, caps=None, poison=True, clamp=True, verbose=False,
           plugin_path=None, plugin_args=(), ko=(), intree_only=None,
-          modules=(), coldplug=False, kver=None, **vm_kw) -> VM (not started)
+          modules=(), coldplug=False, kver=None, extra_files=None,
+          **vm_kw) -> VM (not started)
     A lib.vm.VM that boots `guest_root`'s kernel with the initramfs of
     lib.initramfs (vmw_vmci + vmw_balloon; `ko` adds ours under updates/,
     intree_only defaults to "no ko given").  QEMU runs chrooted in the sid
@@ -25,6 +26,10 @@ vmware_vm(guest_root, *, mem_mb=512, smp=1, host=True, vmware=True,
     host=True loads the plugin with its control socket at vm.ctl_path;
     after start(), vm.host is a Host on it.  The driver is not loaded
     unless `modules` says so (or coldplug=True lets the DMI alias do it).
+    extra_files={guest path: host path} adds executables to the initramfs
+    (e.g. {"/bin/vmwb-rogue": rogue()}).
+rogue() -> path of vmwb-rogue (static; raw backdoor calls from the guest)
+initrd_plus(initrd, files) -> an initramfs with more files appended
 Host(path)                          client of the control socket
     cmd(line) -> [output lines]     raises HostError on "err ..."
     set_target(pages), set_caps(mask), inject_reset(), reset_mid_batch(k=None),
@@ -40,6 +45,8 @@ guest_vmmemctl(vm) -> {key: value} of /sys/kernel/debug/vmmemctl
 wait_guest(vm, pred, timeout, what=None) -> vmmemctl dict
 """
 import functools
+import gzip
+import hashlib
 import os
 import re
 import socket
@@ -83,6 +90,63 @@ def plugin(defines=()):
         raise RuntimeError("tests/vmw-host/build.sh %s failed (rc %d):\n%s" %
                            (" ".join(defines), p.returncode, p.stderr[-4000:]))
     return p.stdout.strip().splitlines()[-1]
+
+
+def rogue():
+    """Path of vmwb-rogue (tests/vmw-host/rogue.c), a static guest program
+    that makes raw backdoor calls, protocol violations included."""
+    return plugin(("--rogue",))
+
+
+def _cpio_newc(files):
+    """A newc cpio archive of {path in archive: (bytes, mode)}."""
+    out = bytearray()
+    ino = 1
+
+    def member(name, data, mode):
+        nonlocal ino
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join("%08x" % v for v in (
+            ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0))
+        ino += 1
+        out.extend(hdr.encode() + nb)
+        out.extend(b"\0" * (-len(out) % 4))
+        out.extend(data)
+        out.extend(b"\0" * (-len(out) % 4))
+
+    dirs = set()
+    for path in files:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    for d in sorted(dirs):
+        member(d, b"", 0o040755)
+    for path, (data, mode) in sorted(files.items()):
+        member(path, data, 0o100000 | mode)
+    member("TRAILER!!!", b"", 0)
+    return bytes(out)
+
+
+def initrd_plus(initrd, files):
+    """`initrd` with more files: {path in the guest: host path}, all
+    executable.  The kernel unpacks concatenated cpio archives in order, so
+    this is the original archive followed by a second one.  Cached next to
+    the original, named by content."""
+    blobs = {}
+    for gpath, hpath in files.items():
+        with open(hpath, "rb") as f:
+            blobs[gpath.lstrip("/")] = (f.read(), 0o755)
+    extra = gzip.compress(_cpio_newc(blobs), compresslevel=1, mtime=0)
+    with open(initrd, "rb") as f:
+        base = f.read()
+    h = hashlib.sha256(base + extra).hexdigest()[:16]
+    out = os.path.join(os.path.dirname(initrd), "plus-%s.cpio.gz" % h)
+    if not os.path.exists(out):
+        tmp = out + ".%d.tmp" % os.getpid()
+        with open(tmp, "wb") as f:
+            f.write(base + extra)
+        os.rename(tmp, out)
+    return out
 
 
 def host_root():
@@ -220,10 +284,11 @@ class Host:
     def log(self, n=32):
         out = []
         for ln in self.cmd("log %d" % n):
-            seq, op, a1, a2, st, res = ln.split()
-            out.append({"seq": int(seq), "op": op, "a1": int(a1, 16),
+            seq, usec, op, a1, a2, st, res, errs = ln.split()
+            out.append({"seq": int(seq), "usec": int(usec), "op": op,
+                        "a1": int(a1, 16),
                         "a2": int(a2, 16), "status": int(st, 16),
-                        "result": int(res)})
+                        "result": int(res), "errors": int(errs)})
         return out
 
     def wait_state(self, pred, timeout, what=None, alive=None):
@@ -289,12 +354,14 @@ class VMwareVM(VM):
 def vmware_vm(guest_root, *, mem_mb=512, smp=1, host=True, vmware=True,
               target=0, caps=None, poison=True, clamp=True, verbose=False,
               plugin_path=None, plugin_args=(), ko=(), intree_only=None,
-              modules=(), coldplug=False, kver=None, **vm_kw):
+              modules=(), coldplug=False, kver=None, extra_files=None, **vm_kw):
     from . import initramfs
     k = kver or roots.kver(guest_root)
     if intree_only is None:
         intree_only = not ko
     initrd = initramfs.build(guest_root, k, ko=ko, intree_only=intree_only)
+    if extra_files:
+        initrd = initrd_plus(initrd, extra_files)
     words = []
     if modules:
         words.append("vmh.modules=" + ",".join(modules))

@@ -3,6 +3,8 @@
 #
 # build.sh [-D...] - build the VMware balloon host plugin and print the path
 # of the cached vmwbhost.so.
+# build.sh --rogue - build vmwb-rogue (rogue.c, static, runs in the guest)
+# and print its cached path.
 #
 # The plugin is compiled inside the sid "vmwhost" root (scripts/mkroot.sh),
 # whose QEMU loads it, with -Wall -Wextra -Werror.  The result is cached in
@@ -22,10 +24,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$top/scripts/lib.sh"
 
+what=plugin
 for f in "$@"; do
 	case $f in
 	-D*) ;;
-	*) die "build.sh: only -D flags are accepted (got '$f')" ;;
+	--rogue) what=rogue ;;
+	*) die "build.sh: only -D flags or --rogue are accepted (got '$f')" ;;
 	esac
 done
 
@@ -57,10 +61,18 @@ if [ ! -d "$debs" ]; then
 	mv "$debs.tmp" "$debs"
 fi
 
-cflags="-std=gnu11 -O2 -g -fPIC -shared -fvisibility=hidden -pthread -Wall -Wextra -Werror $*"
-key=$( { cat "$here/vmwbhost.c" "$here/qemu-plugin-api7.h"; echo "$cflags|$gcc_ver|$qemu_ver"; } |
+if [ $what = rogue ]; then
+	srcs="rogue.c" bin=vmwb-rogue
+	cflags="-std=gnu11 -O2 -static -Wall -Wextra -Werror"
+	cmd="gcc $cflags -o $bin rogue.c"
+else
+	srcs="vmwbhost.c qemu-plugin-api7.h" bin=vmwbhost.so
+	cflags="-std=gnu11 -O2 -g -fPIC -shared -fvisibility=hidden -pthread -Wall -Wextra -Werror $*"
+	cmd="gcc $cflags \$(pkg-config --cflags glib-2.0) -o $bin vmwbhost.c"
+fi
+key=$( { for s in $srcs; do cat "$here/$s"; done; echo "$cflags|$gcc_ver|$qemu_ver"; } |
 	sha256sum | cut -c1-16)
-out=$cache/vmwbhost-$key.so
+out=$cache/${bin%.so}-$key${bin#"${bin%.so}"}
 if [ -f "$out" ]; then
 	echo "$out"
 	exit 0
@@ -68,14 +80,11 @@ fi
 
 tmp=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-cp "$here/vmwbhost.c" "$here/qemu-plugin-api7.h" "$tmp/"
-# shellcheck disable=SC2016 # expanded inside the root
-if ! "$here/in-root.sh" "$root" "$tmp" sh -c \
-	'cd /mnt && gcc '"$cflags"' $(pkg-config --cflags glib-2.0) -o vmwbhost.so vmwbhost.c' \
-	>"$tmp/build.log" 2>&1; then
+for s in $srcs; do cp "$here/$s" "$tmp/"; done
+if ! "$here/in-root.sh" "$root" "$tmp" sh -c "cd /mnt && $cmd" >"$tmp/build.log" 2>&1; then
 	cat "$tmp/build.log" >&2
-	die "building the vmwhost plugin failed"
+	die "building $bin failed"
 fi
-mv "$tmp/vmwbhost.so" "$out.tmp"
+mv "$tmp/$bin" "$out.tmp"
 mv "$out.tmp" "$out"
 echo "$out"

@@ -36,6 +36,7 @@
  *	cpuid=on	answer CPUID 0x400000xx with "VMwareVMware" (ESXi-like
  *			detection with the CPUID hypervisor bit left on)
  */
+#define _GNU_SOURCE		/* accept4 */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -45,6 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -127,8 +130,8 @@ static const char *const st_name[ST_NUM] = {
 #define MAX_CLIENTS	8
 
 struct log_entry {
-	uint64_t seq, a1, a2, res;
-	uint32_t cmd, st;
+	uint64_t seq, usec, a1, a2, res;
+	uint32_t cmd, st, errs;		/* errs: protocol errors it caused */
 };
 
 /* Everything below is protected by mu, taken by vCPUs and the ctl thread. */
@@ -174,6 +177,7 @@ static struct host {
 };
 
 static bool fake_cpuid;
+static uint64_t t0_usec;
 static struct qemu_plugin_register *r_rax, *r_rbx, *r_rcx, *r_rdx, *r_rsi;
 static GByteArray *poison_4k, *poison_2m;
 
@@ -641,6 +645,16 @@ static void write_state_file(void)
 /* ---------------------------------------------------------------- */
 /* vCPU side                                                         */
 
+/* Microseconds since the plugin was loaded (host clock). */
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000 -
+	       t0_usec;
+}
+
 static uint64_t reg_read(struct qemu_plugin_register *r)
 {
 	g_autoptr(GByteArray) b = g_byte_array_new();
@@ -666,11 +680,12 @@ static void backdoor_call(void)
 {
 	uint32_t cmd = (uint32_t)reg_read(r_rcx), st, slot;
 	uint64_t a1 = reg_read(r_rbx), a2 = reg_read(r_rsi);
-	uint64_t rbx = a1, rcx = 0;
+	uint64_t rbx = a1, rcx = 0, errs;
 	bool set_rcx = false;
 	struct log_entry *le;
 
 	pthread_mutex_lock(&h.mu);
+	errs = h.protocol_errors;
 	st = run_cmd(cmd, a1, a2, &rbx, &rcx, &set_rcx);
 	slot = cmd < CMD_NUM ? cmd : CMD_UNKNOWN;
 	if (st != ST_SUCCESS && st != ST_SUCCESS_WITH_CAPS)
@@ -678,7 +693,8 @@ static void backdoor_call(void)
 	h.status_count[st == ST_SUCCESS_WITH_CAPS ? ST_SUCCESS :
 		       MIN(st, (uint32_t)ST_NUM)]++;
 	le = &h.log[h.commands % LOG_LEN];
-	*le = (struct log_entry){ h.commands, a1, a2, rbx, cmd, st };
+	*le = (struct log_entry){ h.commands, now_usec(), a1, a2, rbx, cmd, st,
+				  (uint32_t)(h.protocol_errors - errs) };
 	h.commands++;
 	if (h.verbose)
 		fprintf(stderr, "vmwbhost: %s a1=0x%" PRIx64 " a2=0x%" PRIx64
@@ -876,10 +892,11 @@ static void show_log(GString *out, uint64_t n)
 	for (uint64_t s = first; s < h.commands; s++) {
 		const struct log_entry *e = &h.log[s % LOG_LEN];
 
-		g_string_append_printf(out, "%" PRIu64 " %s 0x%" PRIx64 " 0x%"
-				       PRIx64 " 0x%x %" PRIu64 "\n", e->seq,
+		g_string_append_printf(out, "%" PRIu64 " %" PRIu64 " %s 0x%"
+				       PRIx64 " 0x%" PRIx64 " 0x%x %" PRIu64
+				       " %u\n", e->seq, e->usec,
 				       cmd_name[MIN(e->cmd, (uint32_t)CMD_UNKNOWN)],
-				       e->a1, e->a2, e->st, e->res);
+				       e->a1, e->a2, e->st, e->res, e->errs);
 	}
 }
 
@@ -1119,7 +1136,9 @@ static void *ctl_main(void *arg)
 			cl[i] = cl[--ncl];
 		}
 		if (p[1].revents & POLLIN) {
-			int fd = accept(ctl_fd, NULL, NULL);
+			int fd = accept4(ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+			/* a client that stops reading must not block us forever */
+			struct timeval tv = { .tv_sec = 5 };
 
 			if (fd >= 0 && ncl == MAX_CLIENTS) {
 				static const char msg[] = "err too many clients\n";
@@ -1127,6 +1146,8 @@ static void *ctl_main(void *arg)
 				send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL);
 				close(fd);
 			} else if (fd >= 0) {
+				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
+					   sizeof(tv));
 				cl[ncl].fd = fd;
 				cl[ncl].len = 0;
 				cl[ncl].out = g_string_new(NULL);
@@ -1242,6 +1263,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
 			info->system_emulation ? "" : ", user mode");
 		return -1;
 	}
+	t0_usec = now_usec();
 	for (int i = 0; i < argc; i++) {
 		char *copy = g_strdup(argv[i]);
 
