@@ -138,6 +138,7 @@ struct virtio_balloon {
 	struct shrinker *hint_shrinker;
 
 	unsigned long hint_rounds;
+	unsigned long hint_sent;
 
 	struct notifier_block oom_nb;
 	unsigned long oom_frames;
@@ -588,6 +589,7 @@ static int hint_send_block(struct virtio_balloon *vb)
 	list_add(&page->lru, &vb->hint_blocks);
 	vb->hint_nr_blocks++;
 	spin_unlock_irq(&vb->hint_lock);
+	WRITE_ONCE(vb->hint_sent, vb->hint_sent + 1);
 	return 0;
 }
 
@@ -901,6 +903,8 @@ static int vb_debugfs_show(struct seq_file *f, void *unused)
 	seq_printf(f, "oom_deflated_frames: %lu\n", READ_ONCE(vb->oom_frames));
 	seq_printf(f, "hint_rounds: %lu\n", READ_ONCE(vb->hint_rounds));
 	seq_printf(f, "hint_blocks: %lu\n", READ_ONCE(vb->hint_nr_blocks));
+	seq_printf(f, "hint_blocks_sent: %lu\n", READ_ONCE(vb->hint_sent));
+	seq_printf(f, "hint_block_bytes: %lu\n", VB_HINT_BYTES);
 	seq_printf(f, "reporting: %d\n", vb->reporting);
 	seq_printf(f, "reports: %lu\n", READ_ONCE(vb->reports));
 	seq_printf(f, "poison_val: 0x%08x\n", vb->poison_val);

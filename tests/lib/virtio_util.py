@@ -1,0 +1,234 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Helpers for the virtio_balloon VM tests (tests/test_virtio.py).
+
+version() -> str                 VERSION from the top-level Makefile
+kconfig(root, kver) -> {name: value}
+                                 the kernel's .config (/boot/config-<kver>)
+uapi_stats_nr(root, kver) -> int VIRTIO_BALLOON_S_NR of the kernel's uapi header
+expected_stats_tags(root, kver) -> int
+                                 how many statistics the kernel's own driver
+                                 sends (what ours must send too)
+Features                         virtio_balloon feature bit numbers
+
+GuestPool(suite, configs)        at most one VM of a suite at a time (the box
+                                 has two cores): .get(name) returns a
+                                 BalloonGuest for configs[name], booting it
+                                 (and closing the other one) when needed, and
+                                 rebooting one that died or lost its device.
+BalloonGuest                     a booted VM plus what it looked like at boot
+    .vm, .ram, .memtotal0, .memfree0, .kver, .suite
+    .vmstat() -> {name: int}     /proc/vmstat
+    .debugfs() -> {key: str}     our driver's debugfs file ({} when absent)
+    .features() -> int           negotiated feature bits of the balloon device
+    .driver_version() -> str|None
+    .load_ours() / .load_intree()
+    .qemu_rss() -> bytes         resident memory of the QEMU process
+    .to_full(timeout)            balloon back to all RAM
+    .assert_nothing_leaked()     actual == RAM, MemTotal as at boot, MemFree
+                                 back, balloon_inflate == balloon_deflate,
+                                 nr_balloon_pages 0 where the kernel has it
+"""
+import os
+import re
+
+from . import build, initramfs, roots
+from . import vm as vmlib
+
+GiB = vmlib.GiB
+MiB = vmlib.MiB
+# MemFree may legitimately be a little lower than at boot (slab, page
+# tables, the shell's own allocations); anything a leak would cost is far
+# more than this.
+MEMFREE_SLACK_KB = 48 * 1024
+
+
+class Features:
+    MUST_TELL_HOST = 0
+    STATS_VQ = 1
+    DEFLATE_ON_OOM = 2
+    FREE_PAGE_HINT = 3
+    PAGE_POISON = 4
+    REPORTING = 5
+
+
+def version():
+    with open(os.path.join(roots.REPO, "Makefile")) as f:
+        return re.search(r"^VERSION\s*:?=\s*(\S+)", f.read(), re.M).group(1)
+
+
+def kconfig(root, kver):
+    out = {}
+    with open(os.path.join(root, "boot", "config-" + kver)) as f:
+        for line in f:
+            k, sep, v = line.strip().partition("=")
+            if sep and k.startswith("CONFIG_"):
+                out[k] = v
+    return out
+
+
+def _uapi_header(root, kver):
+    base = os.path.join(root, "usr", "src")
+    for d in sorted(os.listdir(base)):
+        if d.startswith("linux-headers-"):
+            p = os.path.join(base, d, "include", "uapi", "linux", "virtio_balloon.h")
+            if os.path.exists(p):
+                return p
+    raise FileNotFoundError("no uapi virtio_balloon.h under %s" % base)
+
+
+def uapi_stats_nr(root, kver):
+    with open(_uapi_header(root, kver)) as f:
+        m = re.search(r"#define\s+VIRTIO_BALLOON_S_NR\s+(\d+)", f.read())
+    return int(m.group(1))
+
+
+def expected_stats_tags(root, kver):
+    """The in-tree driver's count: 4 memory tags always; with vm event
+    counters 4 event tags, 2 hugetlb tags with CONFIG_HUGETLB_PAGE and the
+    6 reclaim tags where the uapi defines them (S_NR 16)."""
+    cfg = kconfig(root, kver)
+    n = 4
+    if cfg.get("CONFIG_VM_EVENT_COUNTERS") == "y":
+        n += 4
+        if cfg.get("CONFIG_HUGETLB_PAGE") == "y":
+            n += 2
+        if uapi_stats_nr(root, kver) >= 16:
+            n += 6
+    return n
+
+
+class BalloonGuest:
+    def __init__(self, suite, name, vm, kver, intree_path):
+        self.suite, self.name, self.vm, self.kver = suite, name, vm, kver
+        self.intree_path = intree_path
+        self.ram = vm.mem_mb * MiB
+        self.device_gone = False
+        mi = vm.meminfo()
+        self.memtotal0 = mi["MemTotal"]
+        self.memfree0 = mi["MemFree"]
+
+    # guest views
+    def vmstat(self):
+        out = {}
+        for line in self.vm.sh("cat /proc/vmstat").splitlines():
+            k, _, v = line.partition(" ")
+            if v.strip().lstrip("-").isdigit():
+                out[k] = int(v)
+        return out
+
+    def debugfs(self):
+        rc, out = self.vm.shell("cat /sys/kernel/debug/virtio_balloon-virtio* 2>/dev/null")
+        d = {}
+        for line in out.splitlines():
+            k, sep, v = line.partition(":")
+            if sep:
+                d[k.strip()] = v.strip()
+        return d
+
+    def dbg_int(self, key):
+        v = self.debugfs().get(key)
+        assert v is not None, "debugfs of our driver has no %r" % key
+        return int(v, 0)
+
+    def features(self):
+        out = self.vm.sh(
+            "for d in /sys/bus/virtio/devices/*; do "
+            "[ \"$(cat $d/device)\" = 0x0005 ] && cat $d/features; done")
+        bits = out.strip().splitlines()[0]
+        return sum(1 << i for i, c in enumerate(bits) if c == "1")
+
+    def driver_version(self):
+        rc, out = self.vm.shell("cat /sys/module/virtio_balloon/version")
+        return out.strip() if rc == 0 else None
+
+    def bound(self):
+        rc, _ = self.vm.shell("ls /sys/bus/virtio/drivers/virtio_balloon/virtio* >/dev/null")
+        return rc == 0
+
+    def load_ours(self):
+        self.vm.sh("rmmod virtio_balloon 2>/dev/null; modprobe virtio_balloon")
+
+    def load_intree(self):
+        self.vm.sh("rmmod virtio_balloon 2>/dev/null; insmod %s" % self.intree_path)
+
+    def qemu_rss(self):
+        with open("/proc/%d/status" % self.vm.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS for QEMU pid %d" % self.vm.proc.pid)
+
+    def to_full(self, timeout=300):
+        return self.vm.balloon_to(self.ram, timeout)
+
+    def assert_nothing_leaked(self, what):
+        vm = self.vm
+        actual = vm.query_balloon()
+        assert actual == self.ram, "%s: QMP actual %d, expected all RAM %d" % (
+            what, actual, self.ram)
+        mi = vm.meminfo()
+        assert mi["MemTotal"] == self.memtotal0, \
+            "%s: MemTotal %d kB, %d kB at boot" % (what, mi["MemTotal"], self.memtotal0)
+        assert mi["MemFree"] >= self.memfree0 - MEMFREE_SLACK_KB, \
+            "%s: MemFree %d kB, %d kB at boot: pages not given back" % (
+                what, mi["MemFree"], self.memfree0)
+        st = self.vmstat()
+        assert st.get("balloon_inflate") == st.get("balloon_deflate"), \
+            "%s: vmstat balloon_inflate %s != balloon_deflate %s" % (
+                what, st.get("balloon_inflate"), st.get("balloon_deflate"))
+        if self.suite == "sid":
+            assert "nr_balloon_pages" in st, "7.x kernel without nr_balloon_pages?"
+        if "nr_balloon_pages" in st:
+            assert st["nr_balloon_pages"] == 0, "%s: nr_balloon_pages %d" % (
+                what, st["nr_balloon_pages"])
+        dbg = self.debugfs()
+        if dbg:
+            assert dbg["balloon_frames"] == "0", "%s: debugfs %r" % (what, dbg)
+
+
+class GuestPool:
+    """At most one VM per pool; configs: name -> dict(balloon_opts=...,
+    extra_args=..., append=...)."""
+
+    def __init__(self, suite, configs):
+        self.suite = suite
+        self.configs = configs
+        self.root = roots.root(suite)
+        self.kver = roots.kver(self.root)
+        self.ko = build.modules(self.root, self.kver, only=("virtio_balloon",))["virtio_balloon"]
+        self.cur = None
+
+    def _intree_path(self):
+        rels = [r for r in initramfs.resolve_modules(self.root, self.kver, ["virtio_balloon"])
+                if r.startswith("kernel/")]
+        assert rels, "no in-tree virtio_balloon module in %s" % self.root
+        rel = rels[0]
+        for s in (".xz", ".zst", ".gz"):
+            if rel.endswith(s):
+                rel = rel[:-len(s)]
+        return "/lib/modules/%s/%s" % (self.kver, rel)
+
+    def get(self, name):
+        c = self.cur
+        if c is not None and c.name == name and c.vm.alive() and not c.device_gone:
+            return c
+        self.close()
+        cfg = self.configs[name]
+        v = vmlib.VM.for_root(self.root, ko=[self.ko], kver=self.kver,
+                              name="virtio-%s-%s" % (self.suite, name),
+                              balloon_opts=cfg.get("balloon_opts"),
+                              extra_args=cfg.get("extra_args", ()),
+                              append=cfg.get("append", ""))
+        try:
+            v.start()
+            v.wait_boot()
+            self.cur = BalloonGuest(self.suite, name, v, self.kver, self._intree_path())
+        except BaseException:
+            v.close()
+            raise
+        return self.cur
+
+    def close(self):
+        if self.cur is not None:
+            self.cur.vm.close()
+            self.cur = None

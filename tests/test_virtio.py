@@ -1,0 +1,450 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Our virtio_balloon in a real guest, on every supported kernel.
+
+Each suite's kernel boots under QEMU/TCG with a 2 GiB guest and our module
+(tests/lib/build.py builds it in the suite's root).  To keep boots few, the
+tests of one suite share two VMs, one after the other (never both at once):
+
+  std   virtio-balloon-pci with free-page-reporting=on (QEMU's defaults
+        otherwise: no deflate-on-oom)
+  full  deflate-on-oom=on, free-page-hint=on (with an iothread),
+        free-page-reporting=on, and page_poison=1 on the guest command line
+
+Every test starts from the balloon at full size with our driver loaded
+(GuestPool reboots a VM that died or lost its device) and ends by checking
+that the guest got every page back.  A failing test gets the guest console
+attached by tests/conftest.py.
+"""
+import random
+import re
+import threading
+import time
+
+import pytest
+
+from lib import roots
+from lib.qmp import QMPError
+from lib.virtio_util import GiB, MiB, Features, GuestPool, expected_stats_tags, kconfig, version
+
+SUITES = [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
+          for s in roots.suites()]
+pytestmark = pytest.mark.parametrize("suite", SUITES, scope="module")
+
+VERSION = version()
+STEP = 300          # seconds allowed for one balloon step under TCG
+
+CONFIGS = {
+    "std": {"balloon_opts": "free-page-reporting=on"},
+    "full": {"balloon_opts": "deflate-on-oom=on,free-page-hint=on,"
+                             "free-page-reporting=on,iothread=vbiot",
+             "extra_args": ["-object", "iothread,id=vbiot"],
+             "append": "page_poison=1"},
+}
+
+
+@pytest.fixture(scope="module")
+def pool(suite):
+    p = GuestPool(suite, CONFIGS)
+    yield p
+    p.close()
+
+
+def _ready(pool, name):
+    g = pool.get(name)
+    vm = g.vm
+    if g.driver_version() != VERSION or not g.bound():
+        g.load_ours()
+    if vm.query_balloon() != g.ram:
+        g.to_full(STEP)
+    return g
+
+
+@pytest.fixture
+def std(pool):
+    return _ready(pool, "std")
+
+
+@pytest.fixture
+def full(pool):
+    return _ready(pool, "full")
+
+
+def frames(nbytes):
+    return nbytes // 4096
+
+
+def memtotal_expected(g, actual):
+    """MemTotal when the balloon holds ram - actual bytes and inflated
+    pages leave the managed count."""
+    return g.memtotal0 - (g.ram - actual) // 1024
+
+
+# ------------------------------------------------------------------ std VM
+
+def test_module_is_ours(std):
+    """The bound driver is ours, in the version the Makefile stamps."""
+    assert std.driver_version() == VERSION
+    assert std.bound(), "virtio_balloon loaded but not bound to the balloon device"
+    rc, out = std.vm.shell("ls /lib/modules/*/updates/")
+    assert "virtio_balloon.ko" in out, out
+    dbg = std.debugfs()
+    assert dbg.get("driver") == VERSION, dbg
+    want = expected_stats_tags(roots.root(std.suite), std.kver)
+    assert int(dbg["stats_tags"]) == want, \
+        "we send %s statistics, the kernel's own driver sends %d" % (dbg["stats_tags"], want)
+
+
+def test_inflate_1g_and_back(std, timing):
+    """2 GiB guest to 1 GiB and back: QMP actual, MemTotal and vmstat agree."""
+    vm = std.vm
+    st0 = std.vmstat()
+    t_in = vm.balloon_to(1 * GiB, STEP)
+    mi = vm.meminfo()
+    assert vm.query_balloon() == 1 * GiB
+    assert mi["MemTotal"] == memtotal_expected(std, 1 * GiB), mi
+    st1 = std.vmstat()
+    assert st1["balloon_inflate"] - st0["balloon_inflate"] == frames(GiB)
+    assert std.dbg_int("balloon_frames") == frames(GiB)
+    if "nr_balloon_pages" in st1:
+        assert st1["nr_balloon_pages"] == frames(GiB)
+    t_out = vm.balloon_to(std.ram, STEP)
+    assert vm.meminfo()["MemTotal"] == std.memtotal0
+    timing("virtio ours inflate 1GiB %s" % std.suite, t_in)
+    timing("virtio ours deflate 1GiB %s" % std.suite, t_out)
+    std.assert_nothing_leaked("after deflating 1 GiB")
+
+
+def test_guest_stats(std):
+    """guest-stats over QMP match the guest's own /proc/meminfo and vmstat."""
+    vm = std.vm
+    vm.balloon_to(1536 * MiB, STEP)
+    s = vm.guest_stats(interval=2)["stats"]
+    mi = vm.meminfo()
+    st = std.vmstat()
+    slack = 32 * MiB
+    assert s["stat-total-memory"] == mi["MemTotal"] * 1024, (s, mi)
+    assert mi["MemTotal"] == memtotal_expected(std, 1536 * MiB)
+    assert abs(s["stat-free-memory"] - mi["MemFree"] * 1024) < slack, (s, mi)
+    assert abs(s["stat-available-memory"] - mi["MemAvailable"] * 1024) < slack, (s, mi)
+    caches = (mi["Cached"] + mi["Buffers"] + mi.get("SwapCached", 0)) * 1024
+    assert abs(s["stat-disk-caches"] - caches) < slack, (s, mi)
+    assert s["stat-swap-in"] == st["pswpin"] * 4096
+    assert s["stat-swap-out"] == st["pswpout"] * 4096
+    assert 0 < s["stat-minor-faults"] <= st["pgfault"], (s, st["pgfault"])
+    assert 0 <= s["stat-major-faults"] <= st["pgmajfault"]
+    std.to_full(STEP)
+    std.assert_nothing_leaked("after the stats check")
+
+
+def test_compaction_migrates_balloon_pages(std):
+    """Compaction migrates balloon pages (host told about both pages);
+    the balloon keeps its size and gives everything back afterwards."""
+    cfg = kconfig(roots.root(std.suite), std.kver)
+    mig = cfg.get("CONFIG_BALLOON_COMPACTION") == "y" or cfg.get("CONFIG_BALLOON_MIGRATION") == "y"
+    if not (mig and cfg.get("CONFIG_COMPACTION") == "y"):
+        pytest.skip("kernel %s has no balloon page migration (CONFIG_BALLOON_COMPACTION/"
+                    "CONFIG_BALLOON_MIGRATION or CONFIG_COMPACTION not set)" % std.kver)
+    vm = std.vm
+    vm.balloon_to(1 * GiB, STEP)
+    assert std.dbg_int("migration") == 1
+    before = std.vmstat()
+    vm.sh("echo 1 > /proc/sys/vm/compact_memory", timeout=STEP)
+    after = std.vmstat()
+    assert after["balloon_migrate"] > before["balloon_migrate"], \
+        "compaction migrated no balloon page (balloon_migrate %d -> %d, pgmigrate_success %d -> %d)" % (
+            before["balloon_migrate"], after["balloon_migrate"],
+            before.get("pgmigrate_success", 0), after.get("pgmigrate_success", 0))
+    assert vm.query_balloon() == 1 * GiB
+    assert vm.meminfo()["MemTotal"] == memtotal_expected(std, 1 * GiB)
+    assert std.dbg_int("balloon_frames") == frames(GiB)
+    print("balloon pages migrated: %d" % (after["balloon_migrate"] - before["balloon_migrate"]))
+    std.to_full(STEP)
+    std.assert_nothing_leaked("after compaction")
+
+
+def test_random_targets(std):
+    """20 targets in quick succession: the balloon ends at the last one."""
+    vm = std.vm
+    rng = random.Random("%s-%s" % (std.suite, VERSION))
+    targets = [rng.randrange(1024, 2048) * MiB for _ in range(20)]
+    print("targets (MiB):", [t // MiB for t in targets])
+    for t in targets:
+        vm.balloon(t)
+    vm.wait_actual(targets[-1], STEP)
+    assert vm.meminfo()["MemTotal"] == memtotal_expected(std, targets[-1])
+    assert std.dbg_int("balloon_frames") == frames(std.ram - targets[-1])
+    std.to_full(STEP)
+    std.assert_nothing_leaked("after 20 random targets")
+
+
+def test_target_above_what_guest_can_give(std):
+    """`balloon value=1`: the guest keeps a reserve, says so once, stays
+    responsive, and deflating returns everything."""
+    vm = std.vm
+    vm.balloon(1)
+    vm.wait_console(r"virtio_balloon virtio\d+: Out of puff!", STEP)
+    reserve_kb = std.dbg_int("reserve_pages") * 4
+    assert std.dbg_int("out_of_puff") == 1
+    held = std.dbg_int("balloon_frames") * 4096
+    assert held > std.ram // 2, "balloon stopped at only %d MiB" % (held // MiB)
+    t0 = time.monotonic()
+    assert vm.sh("echo alive", timeout=60).strip() == "alive"
+    print("guest answered in %.2f s with the balloon at %d MiB" % (time.monotonic() - t0,
+                                                                  held // MiB))
+    mi = vm.meminfo()
+    assert mi["MemAvailable"] >= reserve_kb // 2, (mi, reserve_kb)
+    dmesg = vm.dmesg()
+    assert "invoked oom-killer" not in dmesg and "Out of memory" not in dmesg, dmesg[-3000:]
+    assert len(re.findall(r"Out of puff", dmesg)) == 1, "expected one message:\n" + dmesg[-3000:]
+    std.to_full(STEP)
+    assert std.dbg_int("out_of_puff") == 0
+    std.assert_nothing_leaked("after target above RAM")
+
+
+def _hog(vm, mib, timeout=STEP):
+    """Touch `mib` MiB in the guest (one dd buffer) and free it again."""
+    return vm.shell("dd if=/dev/zero of=/dev/null bs=%dM count=1" % mib, timeout=timeout)
+
+
+def test_no_deflate_on_oom_without_the_feature(std):
+    """Without deflate-on-oom an allocation larger than free memory fails
+    and the balloon keeps its size."""
+    vm = std.vm
+    assert not std.features() & (1 << Features.DEFLATE_ON_OOM)
+    vm.balloon_to(1536 * MiB, STEP)
+    free_mib = vm.meminfo()["MemFree"] // 1024
+    rc, out = _hog(vm, free_mib + 256)
+    assert rc != 0, "dd of %d MiB with %d MiB free succeeded:\n%s" % (free_mib + 256, free_mib, out)
+    assert vm.query_balloon() == 1536 * MiB
+    assert std.dbg_int("balloon_frames") == frames(std.ram - 1536 * MiB)
+    assert vm.sh("echo alive").strip() == "alive"
+    std.to_full(STEP)
+    std.assert_nothing_leaked("after the failed allocation")
+
+
+def test_free_page_reporting_returns_memory_to_host(std):
+    """With free-page-reporting=on, memory the guest frees goes back to the
+    host: QEMU's resident size drops after the guest releases a buffer."""
+    vm = std.vm
+    feats = std.features()
+    assert feats & (1 << Features.REPORTING), "REPORTING not negotiated: %#x" % feats
+    assert std.dbg_int("reporting") == 1
+    reports0 = std.dbg_int("reports")
+    peak = [std.qemu_rss()]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], std.qemu_rss())
+            time.sleep(0.05)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        rc, out = _hog(vm, 768)
+    finally:
+        stop.set()
+        th.join()
+    assert rc == 0, out
+    deadline = time.monotonic() + 120
+    while True:
+        rss = std.qemu_rss()
+        if peak[0] - rss >= 384 * MiB and std.dbg_int("reports") > reports0:
+            break
+        assert time.monotonic() < deadline, \
+            "QEMU RSS %d MiB after the guest freed 768 MiB (peak %d MiB), reports %d -> %d" % (
+                rss // MiB, peak[0] // MiB, reports0, std.dbg_int("reports"))
+        vm.check()
+        time.sleep(0.5)
+    print("QEMU RSS peak %d MiB -> %d MiB; %d reports" % (
+        peak[0] // MiB, rss // MiB, std.dbg_int("reports") - reports0))
+    std.assert_nothing_leaked("after free page reporting")
+
+
+def test_rmmod_while_inflated(std):
+    """rmmod with 512 MiB in the balloon gives every page back; loading the
+    module again follows the host's target."""
+    vm = std.vm
+    vm.balloon_to(1536 * MiB, STEP)
+    vm.sh("rmmod virtio_balloon", timeout=STEP)
+    assert std.driver_version() is None
+    vm.wait_actual(std.ram, 60)
+    std.assert_nothing_leaked("after rmmod")
+    vm.sh("modprobe virtio_balloon")
+    vm.wait_actual(1536 * MiB, STEP)
+    assert vm.meminfo()["MemTotal"] == memtotal_expected(std, 1536 * MiB)
+    std.to_full(STEP)
+    std.assert_nothing_leaked("after reloading")
+
+
+def test_inflate_timing_vs_intree(std, timing):
+    """Measurement only: inflate/deflate 1 GiB with the kernel's own driver
+    and with ours, back to back in the same VM."""
+    vm = std.vm
+    res = {}
+    for which in ("intree", "ours"):
+        if which == "intree":
+            std.load_intree()
+            assert std.driver_version() != VERSION
+        else:
+            std.load_ours()
+            assert std.driver_version() == VERSION
+        vm.wait_actual(std.ram, 60)
+        t_in = vm.balloon_to(1 * GiB, STEP)
+        t_out = vm.balloon_to(std.ram, STEP)
+        res[which] = (t_in, t_out)
+        timing("virtio %s inflate 1GiB %s" % (which, std.suite), t_in)
+        timing("virtio %s deflate 1GiB %s" % (which, std.suite), t_out)
+    print("%s: inflate 1 GiB ours %.2f s / in-tree %.2f s; deflate ours %.2f s / in-tree %.2f s" % (
+        std.suite, res["ours"][0], res["intree"][0], res["ours"][1], res["intree"][1]))
+    std.assert_nothing_leaked("after the timing runs")
+
+
+def test_device_del_while_inflated(std):
+    """Hot-unplug with 512 MiB in the balloon, while the host keeps changing
+    the target and asking for statistics: every page comes back."""
+    vm = std.vm
+    vm.balloon_to(1536 * MiB, STEP)
+    vm.cmd("qom-set", path="/machine/peripheral/balloon0",
+           property="guest-stats-polling-interval", value=1)
+    vm.cmd("device_del", id="balloon0")
+    std.device_gone = True
+    deadline = time.monotonic() + 180
+    n = 0
+
+    def gone():
+        return any(e.get("data", {}).get("device") == "balloon0"
+                   for e in vm.qmp.drain_events("DEVICE_DELETED"))
+
+    while not gone():
+        # config changes racing the removal
+        try:
+            vm.balloon((1024 + 64 * (n % 8)) * MiB)
+            n += 1
+        except QMPError:
+            pass            # QEMU refuses once the balloon is gone
+        assert time.monotonic() < deadline, "no DEVICE_DELETED in 180 s"
+        vm.check()
+        vm.qmp.poll_events(0.3)
+    assert not std.bound()
+    mi = vm.meminfo()
+    assert mi["MemTotal"] == std.memtotal0, mi
+    assert mi["MemFree"] >= std.memfree0 - 48 * 1024, mi
+    st = std.vmstat()
+    assert st["balloon_inflate"] == st["balloon_deflate"], st
+    if std.suite == "sid":
+        assert st.get("nr_balloon_pages") == 0, st.get("nr_balloon_pages")
+    assert vm.sh("echo alive").strip() == "alive"
+    print("%d target changes sent while the device went away" % n)
+
+
+# ----------------------------------------------------------------- full VM
+
+def test_features_negotiated(full):
+    """deflate-on-oom, free page hint and reporting are negotiated; page
+    poison too where the kernel checks poison (with page_poison=1)."""
+    feats = full.features()
+    for bit in (Features.DEFLATE_ON_OOM, Features.FREE_PAGE_HINT, Features.REPORTING,
+                Features.STATS_VQ):
+        assert feats & (1 << bit), "feature %d not negotiated: %#x" % (bit, feats)
+    cfg = kconfig(roots.root(full.suite), full.kver)
+    poison_checked = (cfg.get("CONFIG_PAGE_POISONING") == "y" and
+                      cfg.get("CONFIG_PAGE_POISONING_NO_SANITY") != "y")
+    assert bool(feats & (1 << Features.PAGE_POISON)) == poison_checked, \
+        "PAGE_POISON %s, but the kernel %s check poison" % (
+            "negotiated" if feats & (1 << Features.PAGE_POISON) else "not negotiated",
+            "does" if poison_checked else "does not")
+    dbg = full.debugfs()
+    assert dbg["reporting"] == "1", dbg
+    assert dbg["managed_adjust"] == "0", dbg
+    if poison_checked:
+        assert int(dbg["poison_val"], 0) == 0xaaaaaaaa, dbg
+
+
+def test_deflate_on_oom_keeps_memtotal(full):
+    """With deflate-on-oom, inflated pages stay in MemTotal (spec) but not
+    in MemFree."""
+    vm = full.vm
+    free0 = vm.meminfo()["MemFree"]
+    vm.balloon_to(1 * GiB, STEP)
+    mi = vm.meminfo()
+    assert mi["MemTotal"] == full.memtotal0, mi
+    assert free0 - mi["MemFree"] >= 1024 * 1024 - 32 * 1024, (free0, mi)
+    full.to_full(STEP)
+    full.assert_nothing_leaked("after inflating with deflate-on-oom")
+
+
+def test_deflate_on_oom_allocation_succeeds(full):
+    """With deflate-on-oom an allocation larger than free memory succeeds:
+    the OOM notifier deflates instead of killing anything."""
+    vm = full.vm
+    vm.balloon_to(1536 * MiB, STEP)
+    free_mib = vm.meminfo()["MemFree"] // 1024
+    rc, out = _hog(vm, free_mib + 256)
+    assert rc == 0, "dd of %d MiB with %d MiB free failed:\n%s" % (free_mib + 256, free_mib, out)
+    actual = vm.query_balloon()
+    assert actual >= 1536 * MiB + 200 * MiB, "balloon did not shrink: actual %d MiB" % (actual // MiB)
+    assert full.dbg_int("oom_deflated_frames") > 0
+    assert full.dbg_int("balloon_frames") == frames(full.ram - actual)
+    dmesg = vm.dmesg()
+    assert "Killed process" not in dmesg, dmesg[-3000:]
+    print("balloon gave back %d MiB" % ((actual - 1536 * MiB) // MiB))
+    full.to_full(STEP)
+    full.assert_nothing_leaked("after deflate on OOM")
+
+
+def test_free_page_hinting_during_migration(full):
+    """A migration makes QEMU ask for free page hints: we hand it free
+    blocks, QEMU skips them (free pages are poisoned, so only hinting can
+    explain pages not sent), and DONE gives the blocks back."""
+    vm = full.vm
+    rounds0 = full.dbg_int("hint_rounds")
+    sent0 = full.dbg_int("hint_blocks_sent")
+    vm.cmd("migrate-set-parameters", **{"max-bandwidth": 8 << 30})
+    vm.cmd("migrate", uri="exec:cat > /dev/null")
+    deadline = time.monotonic() + STEP
+    while True:
+        st = vm.cmd("query-migrate")
+        if st.get("status") in ("completed", "failed", "cancelled"):
+            break
+        assert time.monotonic() < deadline, st
+        vm.qmp.poll_events(0.3)
+    assert st["status"] == "completed", st
+    assert vm.cmd("query-status")["status"] == "postmigrate"
+    vm.cmd("cont")
+    deadline = time.monotonic() + 60
+    while full.dbg_int("hint_blocks") != 0:
+        assert time.monotonic() < deadline, "hint blocks not given back: %r" % full.debugfs()
+        time.sleep(0.3)
+    hinted = (full.dbg_int("hint_blocks_sent") - sent0) * full.dbg_int("hint_block_bytes")
+    assert full.dbg_int("hint_rounds") > rounds0
+    assert hinted >= 256 * MiB, "only %d MiB hinted" % (hinted // MiB)
+    ram = st["ram"]
+    assert ram["transferred"] < ram["total"] - hinted // 2, (ram, hinted)
+    print("hinted %d MiB; migration sent %d of %d MiB" % (
+        hinted // MiB, ram["transferred"] // MiB, ram["total"] // MiB))
+    full.assert_nothing_leaked("after free page hinting")
+
+
+def test_freeze_restore(full):
+    """Suspend to idle with pm_test=devices: freeze returns every page,
+    restore inflates back to the host's target."""
+    vm = full.vm
+    rc, out = vm.shell("cat /sys/power/pm_test /sys/power/state")
+    if rc != 0 or "devices" not in out or "freeze" not in out.split("\n", 1)[-1]:
+        pytest.skip("kernel %s cannot test suspend here: /sys/power/pm_test or "
+                    "'freeze' in /sys/power/state missing (%r)" % (full.kver, out))
+    vm.balloon_to(1536 * MiB, STEP)
+    st0 = full.vmstat()
+    vm.sh("[ -w /sys/module/suspend/parameters/pm_test_delay ] && "
+          "echo 0 > /sys/module/suspend/parameters/pm_test_delay; "
+          "echo devices > /sys/power/pm_test && echo freeze > /sys/power/state; rc=$?; "
+          "echo none > /sys/power/pm_test; exit $rc", timeout=STEP)
+    vm.wait_actual(1536 * MiB, STEP)
+    st1 = full.vmstat()
+    assert st1["balloon_deflate"] - st0["balloon_deflate"] >= frames(512 * MiB), \
+        "freeze did not empty the balloon: %r -> %r" % (st0, st1)
+    assert st1["balloon_inflate"] - st1["balloon_deflate"] == frames(512 * MiB)
+    assert "PM: suspend exit" in vm.dmesg() or "PM: resume" in vm.dmesg()
+    full.to_full(STEP)
+    full.assert_nothing_leaked("after freeze/restore")
