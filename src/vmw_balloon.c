@@ -1,0 +1,1317 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * VMware memory balloon driver.
+ *
+ * The VMware hypervisor ("the host") asks the guest, through a backdoor
+ * I/O port, to hand it a number of pages: the target.  The driver
+ * allocates pages, tells the host their frame numbers (LOCK) so that it
+ * can take the memory behind them, and gives them back to the guest
+ * (UNLOCK) when the target drops.  A RESET from the host means it forgot
+ * every page: the guest frees them all without telling it ("pop") and
+ * negotiates the protocol again.
+ *
+ * Pages are 4 KiB, kept in a balloon_dev_info so that compaction can
+ * migrate them, or 2 MiB, kept on a private list and never migrated.
+ *
+ * Nothing the host says is trusted: targets are clamped to guest RAM,
+ * capabilities to what we asked for, and every status, per command and
+ * per batch entry, is checked before a page changes hands.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include "compat/compat.h"
+#include "compat/balloon.h"
+#include "compat/shrinker.h"
+#include "compat/vmw.h"
+
+#include <linux/atomic.h>
+#include <linux/debugfs.h>
+#include <linux/delay.h>
+#include <linux/gfp.h>
+#include <linux/io.h>
+#include <linux/kernel.h>
+#include <linux/list.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/rwsem.h>
+#include <linux/seq_file.h>
+#include <linux/spinlock.h>
+#include <linux/vmstat.h>
+#include <linux/workqueue.h>
+#include <asm/hypervisor.h>
+#ifdef VMW_BALLOON_HAVE_DOORBELL
+#include <linux/vmw_vmci_api.h>
+#include <linux/vmw_vmci_defs.h>
+#endif
+
+MODULE_AUTHOR("VMware, Inc.");
+MODULE_DESCRIPTION("VMware Memory Control (Balloon) Driver");
+MODULE_VERSION(BALLOON_VERSION);
+MODULE_ALIAS("dmi:*:svnVMware*:*");
+MODULE_ALIAS("vmware_vmmemctl");
+MODULE_LICENSE("GPL");
+
+static bool vmwballoon_shrinker_enable;
+module_param(vmwballoon_shrinker_enable, bool, 0444);
+MODULE_PARM_DESC(vmwballoon_shrinker_enable,
+		 "Give balloon pages back when the guest runs short of memory (default: off)");
+
+/* The balloon's own backdoor, distinct from the general VMware one. */
+#define VMW_BALLOON_HV_PORT		0x5670
+#define VMW_BALLOON_HV_MAGIC		0x456c6d6f
+#define VMW_BALLOON_GUEST_ID		1	/* Linux */
+
+/* Capabilities negotiated by START; bit 0 is reserved. */
+#define VMW_BALLOON_BASIC_CMDS		BIT(1)
+#define VMW_BALLOON_BATCHED_CMDS	BIT(2)
+#define VMW_BALLOON_BATCHED_2M_CMDS	BIT(3)
+#define VMW_BALLOON_SIGNALLED_WAKEUP_CMD BIT(4)
+#define VMW_BALLOON_64_BIT_TARGET	BIT(5)
+
+#ifdef VMW_BALLOON_HAVE_DOORBELL
+#define VMW_BALLOON_CAPS_WAKEUP		VMW_BALLOON_SIGNALLED_WAKEUP_CMD
+#else
+#define VMW_BALLOON_CAPS_WAKEUP		0
+#endif
+
+#define VMW_BALLOON_CAPABILITIES	(VMW_BALLOON_BASIC_CMDS |	\
+					 VMW_BALLOON_BATCHED_CMDS |	\
+					 VMW_BALLOON_BATCHED_2M_CMDS |	\
+					 VMW_BALLOON_CAPS_WAKEUP |	\
+					 (IS_ENABLED(CONFIG_64BIT) ?	\
+					  VMW_BALLOON_64_BIT_TARGET : 0))
+
+enum vmballoon_cmd {
+	VMW_BALLOON_CMD_START,
+	VMW_BALLOON_CMD_GET_TARGET,
+	VMW_BALLOON_CMD_LOCK,
+	VMW_BALLOON_CMD_UNLOCK,
+	VMW_BALLOON_CMD_GUEST_ID,
+	/* 5 is not used */
+	VMW_BALLOON_CMD_BATCHED_LOCK = 6,
+	VMW_BALLOON_CMD_BATCHED_UNLOCK,
+	VMW_BALLOON_CMD_BATCHED_2M_LOCK,
+	VMW_BALLOON_CMD_BATCHED_2M_UNLOCK,
+	VMW_BALLOON_CMD_VMCI_DOORBELL_SET,
+	VMW_BALLOON_CMD_NUM
+};
+
+/* Commands that return the current target in ebx when they succeed. */
+#define VMW_BALLOON_CMDS_WITH_TARGET	(BIT(VMW_BALLOON_CMD_GET_TARGET) |	\
+					 BIT(VMW_BALLOON_CMD_LOCK) |		\
+					 BIT(VMW_BALLOON_CMD_UNLOCK) |		\
+					 BIT(VMW_BALLOON_CMD_BATCHED_LOCK) |	\
+					 BIT(VMW_BALLOON_CMD_BATCHED_UNLOCK) |	\
+					 BIT(VMW_BALLOON_CMD_BATCHED_2M_LOCK) |	\
+					 BIT(VMW_BALLOON_CMD_BATCHED_2M_UNLOCK))
+
+/* Names as in the debugfs file of the in-tree driver; tools parse them. */
+static const char * const vmballoon_cmd_names[VMW_BALLOON_CMD_NUM] = {
+	[VMW_BALLOON_CMD_START]			= "start",
+	[VMW_BALLOON_CMD_GET_TARGET]		= "target",
+	[VMW_BALLOON_CMD_LOCK]			= "lock",
+	[VMW_BALLOON_CMD_UNLOCK]		= "unlock",
+	[VMW_BALLOON_CMD_GUEST_ID]		= "guestType",
+	[VMW_BALLOON_CMD_BATCHED_LOCK]		= "batchLock",
+	[VMW_BALLOON_CMD_BATCHED_UNLOCK]	= "batchUnlock",
+	[VMW_BALLOON_CMD_BATCHED_2M_LOCK]	= "2m-lock",
+	[VMW_BALLOON_CMD_BATCHED_2M_UNLOCK]	= "2m-unlock",
+	[VMW_BALLOON_CMD_VMCI_DOORBELL_SET]	= "doorbellSet",
+};
+
+/* Status codes, for a whole command and for one batch entry. */
+enum vmballoon_status {
+	VMW_BALLOON_SUCCESS,
+	VMW_BALLOON_ERROR_CMD_INVALID,
+	VMW_BALLOON_ERROR_PPN_INVALID,
+	VMW_BALLOON_ERROR_PPN_LOCKED,
+	VMW_BALLOON_ERROR_PPN_UNLOCKED,
+	VMW_BALLOON_ERROR_PPN_PINNED,
+	VMW_BALLOON_ERROR_PPN_NOTNEEDED,
+	VMW_BALLOON_ERROR_RESET,
+	VMW_BALLOON_ERROR_BUSY,
+	VMW_BALLOON_STATUS_NUM
+};
+
+/* START's answer when it also returns capabilities in ecx. */
+#define VMW_BALLOON_SUCCESS_WITH_CAPABILITIES	0x03000000
+
+/*
+ * A batch page holds u64 entries: the page frame number from bit
+ * PAGE_SHIFT up, written by us, and a status in bits 0-4, written by the
+ * host.
+ */
+#define VMW_BALLOON_ENTRY_STATUS	GENMASK_ULL(4, 0)
+#define VMW_BALLOON_BATCH_MAX_PAGES	(PAGE_SIZE / sizeof(u64))
+
+/* Pages a 2 MiB balloon page stands for. */
+#define VMW_BALLOON_2M_ORDER		(PMD_SHIFT - PAGE_SHIFT)
+
+/*
+ * Refused 2 MiB pages held before falling back to 4 KiB pages; also the
+ * least number of refused 4 KiB pages held before giving up until the
+ * next round.
+ */
+#define VMW_BALLOON_MAX_REFUSED		16
+
+/*
+ * The balloon never takes the guest below this share of its RAM in
+ * available memory (1/32): a host asking for more than that would only
+ * get the guest killed by the OOM killer.
+ */
+#define VMW_BALLOON_RESERVE_SHIFT	5
+
+/* Inflation pauses this long after the shrinker had to take pages back. */
+#define VMW_BALLOON_SHRINK_DELAY	(5 * HZ)
+
+/*
+ * 4 KiB pages may be reclaimed for (no OOM, no reserves, no warning);
+ * 2 MiB pages are only taken when they are free right away.
+ */
+#define VMW_BALLOON_2M_GFP	(__GFP_HIGHMEM | __GFP_NOWARN | __GFP_NOMEMALLOC)
+
+enum vmballoon_page_size {
+	VMW_BALLOON_4K_PAGE,
+	VMW_BALLOON_2M_PAGE,
+	VMW_BALLOON_NUM_PAGE_SIZES
+};
+
+static const char * const vmballoon_page_size_names[] = {
+	[VMW_BALLOON_4K_PAGE]	= "4k",
+	[VMW_BALLOON_2M_PAGE]	= "2M",
+};
+
+enum vmballoon_page_stat {
+	VMW_BALLOON_PAGE_STAT_ALLOC,
+	VMW_BALLOON_PAGE_STAT_ALLOC_FAIL,
+	VMW_BALLOON_PAGE_STAT_REFUSED_ALLOC,
+	VMW_BALLOON_PAGE_STAT_REFUSED_FREE,
+	VMW_BALLOON_PAGE_STAT_FREE,
+	VMW_BALLOON_PAGE_STAT_NUM
+};
+
+static const char * const vmballoon_page_stat_names[] = {
+	[VMW_BALLOON_PAGE_STAT_ALLOC]		= "alloc",
+	[VMW_BALLOON_PAGE_STAT_ALLOC_FAIL]	= "allocFail",
+	[VMW_BALLOON_PAGE_STAT_REFUSED_ALLOC]	= "errAlloc",
+	[VMW_BALLOON_PAGE_STAT_REFUSED_FREE]	= "errFree",
+	[VMW_BALLOON_PAGE_STAT_FREE]		= "free",
+};
+
+enum vmballoon_stat {
+	VMW_BALLOON_STAT_TIMER,
+	VMW_BALLOON_STAT_DOORBELL,
+	VMW_BALLOON_STAT_RESET,
+	VMW_BALLOON_STAT_SHRINK,
+	VMW_BALLOON_STAT_SHRINK_FREE,
+	VMW_BALLOON_STAT_NUM
+};
+
+static const char * const vmballoon_stat_names[] = {
+	[VMW_BALLOON_STAT_TIMER]	= "timer",
+	[VMW_BALLOON_STAT_DOORBELL]	= "doorbell",
+	[VMW_BALLOON_STAT_RESET]	= "reset",
+	[VMW_BALLOON_STAT_SHRINK]	= "shrink",
+	[VMW_BALLOON_STAT_SHRINK_FREE]	= "shrinkFree",
+};
+
+struct vmballoon_stats {
+	atomic64_t cmd[VMW_BALLOON_CMD_NUM];
+	atomic64_t cmd_fail[VMW_BALLOON_CMD_NUM];
+	atomic64_t gen[VMW_BALLOON_STAT_NUM];
+	atomic64_t page[VMW_BALLOON_PAGE_STAT_NUM][VMW_BALLOON_NUM_PAGE_SIZES];
+};
+
+struct vmballoon {
+	/* 4 KiB pages held by the host; migratable. */
+	struct balloon_dev_info b_dev_info;
+
+	/* 2 MiB pages held by the host. */
+	struct list_head huge_pages;
+	spinlock_t huge_pages_lock;	/* protects huge_pages */
+
+	/* Size of the balloon in 4 KiB frames, both page sizes together. */
+	atomic64_t size;
+
+	/* What the host asked for, in frames, clamped to guest RAM. */
+	unsigned long target;
+	bool target_clamped;
+	bool reserve_hit;
+
+	/*
+	 * Protocol state, set up by vmballoon_reset() under conf_sem held
+	 * for writing; everybody else holds it for reading.
+	 */
+	struct rw_semaphore conf_sem;
+	bool reset_required;
+	unsigned long capabilities;
+	enum vmballoon_page_size max_page_size;
+	bool batching;
+	bool host_silent;
+
+	/* The backdoor and the batch page are used under comm_lock. */
+	spinlock_t comm_lock;
+	u64 *batch_page;
+
+	struct delayed_work dwork;
+
+	/* The shrinker, if enabled, pauses inflation until shrink_timeout. */
+	struct shrinker *shrinker;
+	unsigned long shrink_timeout;
+
+#ifdef VMW_BALLOON_HAVE_DOORBELL
+	struct vmci_handle vmci_doorbell;
+#endif
+
+	struct dentry *dbg_entry;
+	struct vmballoon_stats stats;
+};
+
+static struct vmballoon balloon;
+
+/*
+ * Pages on their way to or from the host during one inflation or
+ * deflation step.  All pages of a ctl have the same size.
+ */
+struct vmballoon_ctl {
+	enum vmballoon_page_size page_size;
+	bool inflate;
+	struct list_head pages;		/* to send, then accepted by the host */
+	unsigned int n_pages;
+	struct list_head refused;	/* the host said no */
+	unsigned int n_refused;
+	struct list_head spare;		/* 4 KiB pieces of refused 2 MiB pages */
+};
+
+static inline unsigned int vmballoon_page_order(enum vmballoon_page_size size)
+{
+	return size == VMW_BALLOON_2M_PAGE ? VMW_BALLOON_2M_ORDER : 0;
+}
+
+static inline unsigned int vmballoon_page_frames(enum vmballoon_page_size size)
+{
+	return 1U << vmballoon_page_order(size);
+}
+
+static inline void vmballoon_stat_inc(struct vmballoon *b,
+				      enum vmballoon_stat stat)
+{
+	atomic64_inc(&b->stats.gen[stat]);
+}
+
+static inline void vmballoon_page_stat_add(struct vmballoon *b,
+					   enum vmballoon_page_stat stat,
+					   enum vmballoon_page_size size,
+					   unsigned int n)
+{
+	atomic64_add(n, &b->stats.page[stat][size]);
+}
+
+/*
+ * The backdoor: one "in" from the balloon port with the magic in eax.  The
+ * hypervisor traps it and answers in registers: status in eax,
+ * capabilities in ecx (START), target in ebx.
+ */
+static inline unsigned long vmballoon_hv(unsigned long cmd, unsigned long arg1,
+					 unsigned long arg2, unsigned long *ebx,
+					 unsigned long *ecx)
+{
+	unsigned long ax = VMW_BALLOON_HV_MAGIC, bx = arg1, cx = cmd;
+	unsigned long dx = VMW_BALLOON_HV_PORT, si = arg2;
+
+	asm volatile("inl %%dx"
+		     : "+a" (ax), "+b" (bx), "+c" (cx), "+d" (dx), "+S" (si)
+		     :
+		     : "memory");
+	*ebx = bx;
+	*ecx = cx;
+	return ax;
+}
+
+/*
+ * Accept a target from the host.  More than the guest has is clamped to
+ * guest RAM, and so is a value that does not fit 32 bits unless 64-bit
+ * targets were negotiated; each such episode is reported once.
+ */
+static void vmballoon_set_target(struct vmballoon *b, unsigned long target)
+{
+	unsigned long limit = totalram_pages();
+	bool wide = target > U32_MAX &&
+		    !(b->capabilities & VMW_BALLOON_64_BIT_TARGET);
+
+	if (wide || target > limit) {
+		if (!b->target_clamped)
+			pr_warn("host asks for %lu pages, more than the guest's %lu; using %lu\n",
+				target, limit, limit);
+		b->target_clamped = true;
+		target = limit;
+	} else {
+		b->target_clamped = false;
+	}
+	WRITE_ONCE(b->target, target);
+}
+
+/* Send one command; returns the host's status.  Called under comm_lock. */
+static unsigned long vmballoon_cmd(struct vmballoon *b, unsigned int cmd,
+				   unsigned long arg1, unsigned long arg2,
+				   unsigned long *ecx)
+{
+	unsigned long status, bx, cx;
+
+	lockdep_assert_held(&b->comm_lock);
+
+	/*
+	 * After a RESET the host knows nothing of us: only START may follow
+	 * (and the doorbell, which is valid in any state).
+	 */
+	if (READ_ONCE(b->reset_required) && cmd != VMW_BALLOON_CMD_START &&
+	    cmd != VMW_BALLOON_CMD_VMCI_DOORBELL_SET)
+		return VMW_BALLOON_ERROR_RESET;
+
+	status = vmballoon_hv(cmd, arg1, arg2, &bx, &cx);
+	atomic64_inc(&b->stats.cmd[cmd]);
+
+	if (status == VMW_BALLOON_SUCCESS) {
+		if (BIT(cmd) & VMW_BALLOON_CMDS_WITH_TARGET)
+			vmballoon_set_target(b, bx);
+	} else if (status != VMW_BALLOON_SUCCESS_WITH_CAPABILITIES ||
+		   cmd != VMW_BALLOON_CMD_START) {
+		atomic64_inc(&b->stats.cmd_fail[cmd]);
+		pr_debug("%s(%#lx, %#lx) failed: %lu\n",
+			 vmballoon_cmd_names[cmd], arg1, arg2, status);
+	}
+	if (status == VMW_BALLOON_ERROR_RESET)
+		WRITE_ONCE(b->reset_required, true);
+	if (ecx)
+		*ecx = cx;
+	return status;
+}
+
+static unsigned long vmballoon_cmd_locked(struct vmballoon *b, unsigned int cmd,
+					  unsigned long arg1, unsigned long arg2,
+					  unsigned long *ecx)
+{
+	unsigned long status;
+
+	spin_lock(&b->comm_lock);
+	status = vmballoon_cmd(b, cmd, arg1, arg2, ecx);
+	spin_unlock(&b->comm_lock);
+	return status;
+}
+
+/*
+ * START: offer @caps, learn what the host grants.  START(0) on unload
+ * tells the host we are gone; it then forgets every page.
+ */
+static bool vmballoon_send_start(struct vmballoon *b, unsigned long caps)
+{
+	unsigned long status, granted = 0;
+
+	status = vmballoon_cmd_locked(b, VMW_BALLOON_CMD_START, caps, 0,
+				      &granted);
+	switch (status) {
+	case VMW_BALLOON_SUCCESS_WITH_CAPABILITIES:
+		/* Never use what we did not ask for. */
+		b->capabilities = granted & caps;
+		break;
+	case VMW_BALLOON_SUCCESS:
+		b->capabilities = VMW_BALLOON_BASIC_CMDS;
+		break;
+	default:
+		pr_debug("START failed: %#lx\n", status);
+		return false;
+	}
+	return true;
+}
+
+static bool vmballoon_send_guest_id(struct vmballoon *b)
+{
+	return vmballoon_cmd_locked(b, VMW_BALLOON_CMD_GUEST_ID,
+				    VMW_BALLOON_GUEST_ID, 0, NULL) ==
+	       VMW_BALLOON_SUCCESS;
+}
+
+/*
+ * GET_TARGET tells the host how big the guest is and returns the target.
+ * Without 64-bit targets the limit must fit 32 bits.
+ */
+static bool vmballoon_send_get_target(struct vmballoon *b)
+{
+	unsigned long limit = totalram_pages();
+
+	if (!(b->capabilities & VMW_BALLOON_64_BIT_TARGET))
+		limit = min_t(unsigned long, limit, U32_MAX);
+
+	return vmballoon_cmd_locked(b, VMW_BALLOON_CMD_GET_TARGET, limit, 0,
+				    NULL) == VMW_BALLOON_SUCCESS;
+}
+
+/*
+ * How many frames inflation may still take without leaving the guest less
+ * available memory than its reserve; reported once each time it bites.
+ */
+static s64 vmballoon_room(struct vmballoon *b, s64 want)
+{
+	s64 room = (s64)si_mem_available() -
+		   (s64)(totalram_pages() >> VMW_BALLOON_RESERVE_SHIFT);
+
+	if (room >= want) {
+		b->reserve_hit = false;
+		return want;
+	}
+	if (!b->reserve_hit)
+		pr_info("guest memory is low: holding the balloon at %lld of %lu pages\n",
+			(s64)atomic64_read(&b->size), READ_ONCE(b->target));
+	b->reserve_hit = true;
+	return max_t(s64, room, 0);
+}
+
+/*
+ * How many frames to add (positive) or take out (negative) now.  Nothing
+ * while a reset is pending, nothing for less than 2 MiB of deflation
+ * unless the balloon is to be emptied, no inflation shortly after the
+ * shrinker had to take pages back, nor into the guest's reserve.
+ */
+static s64 vmballoon_change(struct vmballoon *b)
+{
+	s64 size = atomic64_read(&b->size);
+	s64 target = READ_ONCE(b->target);
+
+	if (READ_ONCE(b->reset_required))
+		return 0;
+	if (target < size && target != 0 &&
+	    size - target < vmballoon_page_frames(VMW_BALLOON_2M_PAGE))
+		return 0;
+	if (target > size &&
+	    time_before(jiffies, READ_ONCE(b->shrink_timeout)))
+		return 0;
+	if (target > size)
+		return vmballoon_room(b, target - size);
+	return target - size;
+}
+
+/* Mark a page the host owns, or clear the mark before freeing it. */
+static void vmballoon_mark_offline(struct page *page,
+				   enum vmballoon_page_size size, bool offline)
+{
+	unsigned int i, n = vmballoon_page_frames(size);
+
+	for (i = 0; i < n; i++) {
+		if (offline)
+			__SetPageOffline(page + i);
+		else
+			__ClearPageOffline(page + i);
+	}
+}
+
+static void vmballoon_free_page(struct page *page,
+				enum vmballoon_page_size size)
+{
+	__free_pages(page, vmballoon_page_order(size));
+}
+
+static void vmballoon_free_list(struct list_head *pages,
+				enum vmballoon_page_size size)
+{
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, pages, lru) {
+		list_del(&page->lru);
+		vmballoon_free_page(page, size);
+	}
+}
+
+/*
+ * Allocate up to @n pages of the ctl's size onto ctl->pages; 4 KiB pieces
+ * of refused 2 MiB pages are used first.  Returns false when the allocator
+ * ran dry.
+ */
+static bool vmballoon_alloc(struct vmballoon *b, struct vmballoon_ctl *ctl,
+			    unsigned int n)
+{
+	enum vmballoon_page_size size = ctl->page_size;
+	struct page *page;
+
+	while (ctl->n_pages < n) {
+		if (size == VMW_BALLOON_4K_PAGE && !list_empty(&ctl->spare)) {
+			page = list_first_entry(&ctl->spare, struct page, lru);
+			list_del(&page->lru);
+		} else if (size == VMW_BALLOON_4K_PAGE) {
+			page = balloon_page_alloc();
+		} else {
+			page = alloc_pages(VMW_BALLOON_2M_GFP,
+					   VMW_BALLOON_2M_ORDER);
+		}
+		if (!page) {
+			vmballoon_page_stat_add(b, VMW_BALLOON_PAGE_STAT_ALLOC_FAIL,
+						size, 1);
+			return false;
+		}
+		vmballoon_page_stat_add(b, VMW_BALLOON_PAGE_STAT_ALLOC, size, 1);
+		list_add_tail(&page->lru, &ctl->pages);
+		ctl->n_pages++;
+	}
+	return true;
+}
+
+static unsigned int vmballoon_batch_cmd(enum vmballoon_page_size size,
+					bool lock)
+{
+	if (size == VMW_BALLOON_2M_PAGE)
+		return lock ? VMW_BALLOON_CMD_BATCHED_2M_LOCK :
+			      VMW_BALLOON_CMD_BATCHED_2M_UNLOCK;
+	return lock ? VMW_BALLOON_CMD_BATCHED_LOCK :
+		      VMW_BALLOON_CMD_BATCHED_UNLOCK;
+}
+
+/* Report a per-page status that makes no sense, once in a while. */
+static void vmballoon_odd_status(struct page *page, unsigned long status,
+				 bool inflate)
+{
+	pr_warn_ratelimited("host answered %lu to %s pfn %#lx\n", status,
+			    inflate ? "lock" : "unlock", page_to_pfn(page));
+}
+
+/*
+ * Decide the fate of one page after the host answered @status for it.
+ * Returns true if the operation took effect.
+ */
+static bool vmballoon_page_done(struct vmballoon *b, struct page *page,
+				enum vmballoon_page_size size, bool inflate,
+				unsigned long status)
+{
+	switch (status) {
+	case VMW_BALLOON_SUCCESS:
+		return true;
+	case VMW_BALLOON_ERROR_PPN_UNLOCKED:
+		/*
+		 * Unlocking a page the host does not hold: it is the guest's
+		 * already, so the deflation still took effect.
+		 */
+		if (!inflate) {
+			vmballoon_odd_status(page, status, false);
+			return true;
+		}
+		break;
+	case VMW_BALLOON_ERROR_PPN_INVALID:
+	case VMW_BALLOON_ERROR_PPN_LOCKED:
+	case VMW_BALLOON_ERROR_PPN_PINNED:
+	case VMW_BALLOON_ERROR_PPN_NOTNEEDED:
+	case VMW_BALLOON_ERROR_RESET:
+	case VMW_BALLOON_ERROR_BUSY:
+		break;
+	default:
+		vmballoon_odd_status(page, status, inflate);
+		break;
+	}
+	vmballoon_page_stat_add(b, inflate ?
+				VMW_BALLOON_PAGE_STAT_REFUSED_ALLOC :
+				VMW_BALLOON_PAGE_STAT_REFUSED_FREE, size, 1);
+	return false;
+}
+
+/* Move a page the host said no to from ctl->pages to ctl->refused. */
+static void vmballoon_refuse(struct vmballoon_ctl *ctl, struct page *page)
+{
+	list_move_tail(&page->lru, &ctl->refused);
+	ctl->n_pages--;
+	ctl->n_refused++;
+}
+
+/*
+ * Lock (inflate) or unlock (deflate) every page on ctl->pages with one
+ * batched command.  Pages the host refused move to ctl->refused.  A
+ * failure of the whole command counts for every page: the host may have
+ * written statuses for some entries before a RESET, but it forgot those
+ * pages then anyway.
+ */
+static unsigned long vmballoon_send_batch(struct vmballoon *b,
+					  struct vmballoon_ctl *ctl)
+{
+	unsigned long status, entry_status;
+	struct page *page, *next;
+	unsigned int i = 0, n = ctl->n_pages;
+
+	spin_lock(&b->comm_lock);
+	list_for_each_entry(page, &ctl->pages, lru)
+		b->batch_page[i++] = (u64)page_to_pfn(page) << PAGE_SHIFT;
+
+	status = vmballoon_cmd(b, vmballoon_batch_cmd(ctl->page_size,
+						      ctl->inflate),
+			       PHYS_PFN(virt_to_phys(b->batch_page)), n, NULL);
+
+	i = 0;
+	list_for_each_entry_safe(page, next, &ctl->pages, lru) {
+		entry_status = b->batch_page[i++] & VMW_BALLOON_ENTRY_STATUS;
+		if (status != VMW_BALLOON_SUCCESS)
+			entry_status = status;
+		if (!vmballoon_page_done(b, page, ctl->page_size, ctl->inflate,
+					 entry_status))
+			vmballoon_refuse(ctl, page);
+	}
+	spin_unlock(&b->comm_lock);
+	return status;
+}
+
+/*
+ * The same without batching: one LOCK or UNLOCK per page, 4 KiB only.
+ * After a RESET or a BUSY the remaining pages are not sent.
+ */
+static unsigned long vmballoon_send_each(struct vmballoon *b,
+					 struct vmballoon_ctl *ctl)
+{
+	unsigned int cmd = ctl->inflate ? VMW_BALLOON_CMD_LOCK :
+					  VMW_BALLOON_CMD_UNLOCK;
+	unsigned long status = VMW_BALLOON_SUCCESS, pfn, st;
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, &ctl->pages, lru) {
+		pfn = page_to_pfn(page);
+		if (status == VMW_BALLOON_ERROR_RESET ||
+		    status == VMW_BALLOON_ERROR_BUSY)
+			st = status;
+		else if (pfn > U32_MAX)	/* the protocol has 32 bits */
+			st = VMW_BALLOON_ERROR_PPN_INVALID;
+		else
+			st = vmballoon_cmd_locked(b, cmd, pfn, 1, NULL);
+		if (st == VMW_BALLOON_ERROR_RESET ||
+		    st == VMW_BALLOON_ERROR_BUSY)
+			status = st;
+		if (!vmballoon_page_done(b, page, ctl->page_size, ctl->inflate,
+					 st))
+			vmballoon_refuse(ctl, page);
+	}
+	return status;
+}
+
+/*
+ * Tell the host about ctl->pages.  Returns 0 when the command went
+ * through (some pages may still have been refused) or -EIO when the host
+ * failed it as a whole: then this round stops.  CMD_INVALID for a command
+ * the host granted means it lost track of us: negotiate again.
+ */
+static int vmballoon_send(struct vmballoon *b, struct vmballoon_ctl *ctl)
+{
+	unsigned long status;
+
+	if (!ctl->n_pages)
+		return 0;
+	if (b->batching)
+		status = vmballoon_send_batch(b, ctl);
+	else
+		status = vmballoon_send_each(b, ctl);
+
+	switch (status) {
+	case VMW_BALLOON_SUCCESS:
+		return 0;
+	case VMW_BALLOON_ERROR_RESET:
+	case VMW_BALLOON_ERROR_BUSY:
+		break;
+	case VMW_BALLOON_ERROR_CMD_INVALID:
+		pr_warn_ratelimited("host rejected a %s command it granted; renegotiating\n",
+				    ctl->inflate ? "lock" : "unlock");
+		WRITE_ONCE(b->reset_required, true);
+		break;
+	default:
+		pr_warn_ratelimited("host failed a %s command with status %lu\n",
+				    ctl->inflate ? "lock" : "unlock", status);
+		break;
+	}
+	return -EIO;
+}
+
+/* Hand pages the host now owns to the balloon. */
+static void vmballoon_enqueue(struct vmballoon *b, struct list_head *pages,
+			      enum vmballoon_page_size size)
+{
+	unsigned long frames = 0;
+	struct page *page;
+
+	if (list_empty(pages))
+		return;
+	if (size == VMW_BALLOON_4K_PAGE) {
+		balloon_compat_list_enqueue(&b->b_dev_info, pages);
+		return;
+	}
+	list_for_each_entry(page, pages, lru) {
+		vmballoon_mark_offline(page, size, true);
+		frames += vmballoon_page_frames(size);
+	}
+	count_vm_events(BALLOON_INFLATE, frames);
+	spin_lock(&b->huge_pages_lock);
+	list_splice_init(pages, &b->huge_pages);
+	spin_unlock(&b->huge_pages_lock);
+}
+
+/* Take up to @n pages of @size out of the balloon onto @pages. */
+static unsigned int vmballoon_dequeue(struct vmballoon *b,
+				      struct list_head *pages,
+				      enum vmballoon_page_size size,
+				      unsigned int n)
+{
+	struct page *page, *next;
+	unsigned int got = 0;
+
+	if (size == VMW_BALLOON_4K_PAGE)
+		return balloon_compat_list_dequeue(&b->b_dev_info, pages, n);
+
+	spin_lock(&b->huge_pages_lock);
+	list_for_each_entry_safe(page, next, &b->huge_pages, lru) {
+		if (got == n)
+			break;
+		list_move_tail(&page->lru, pages);
+		got++;
+	}
+	spin_unlock(&b->huge_pages_lock);
+
+	list_for_each_entry(page, pages, lru)
+		vmballoon_mark_offline(page, size, false);
+	count_vm_events(BALLOON_DEFLATE, got * vmballoon_page_frames(size));
+	return got;
+}
+
+/*
+ * Break the refused 2 MiB pages of an inflation into 4 KiB pieces for the
+ * 4 KiB pass that follows: the host may want most of a large page it
+ * refused as a whole.
+ */
+static void vmballoon_split_refused(struct vmballoon_ctl *ctl)
+{
+	struct page *page, *next;
+	unsigned int i;
+
+	list_for_each_entry_safe(page, next, &ctl->refused, lru) {
+		list_del(&page->lru);
+		split_page(page, VMW_BALLOON_2M_ORDER);
+		for (i = 0; i < vmballoon_page_frames(VMW_BALLOON_2M_PAGE); i++)
+			list_add_tail(&page[i].lru, &ctl->spare);
+	}
+	ctl->n_refused = 0;
+}
+
+static void vmballoon_ctl_init(struct vmballoon_ctl *ctl,
+			       enum vmballoon_page_size size, bool inflate)
+{
+	ctl->page_size = size;
+	ctl->inflate = inflate;
+	INIT_LIST_HEAD(&ctl->pages);
+	INIT_LIST_HEAD(&ctl->refused);
+	INIT_LIST_HEAD(&ctl->spare);
+	ctl->n_pages = 0;
+	ctl->n_refused = 0;
+}
+
+/*
+ * Grow the balloon towards the target in batches: 2 MiB pages first, then
+ * 4 KiB pages when large pages run out or the host refuses too many.
+ * Refused pages are held until the end, so the allocator does not hand
+ * them to us again, and then freed.  The allocator tends to hand out the
+ * pages freed last, which a host may be refusing as a set (pinned for
+ * I/O): up to as many refused 4 KiB pages as this inflation asked for are
+ * held, so such a set is passed in one round instead of stalling it.
+ */
+static void vmballoon_inflate(struct vmballoon *b)
+{
+	s64 change = vmballoon_change(b);
+	struct vmballoon_ctl ctl;
+	u64 max_refused_4k;
+
+	max_refused_4k = max_t(s64, VMW_BALLOON_MAX_REFUSED, change);
+	vmballoon_ctl_init(&ctl, b->max_page_size, true);
+
+	while ((change = vmballoon_change(b)) > 0) {
+		unsigned int frames = vmballoon_page_frames(ctl.page_size);
+		unsigned int n;
+		bool allocated;
+
+		n = min_t(u64, VMW_BALLOON_BATCH_MAX_PAGES,
+			  DIV_ROUND_UP_ULL(change, frames));
+		allocated = vmballoon_alloc(b, &ctl, n);
+
+		if (vmballoon_send(b, &ctl)) {
+			/* Not accepted: hand them back with the refused. */
+			list_splice_tail_init(&ctl.pages, &ctl.refused);
+			ctl.n_refused += ctl.n_pages;
+			ctl.n_pages = 0;
+			break;
+		}
+		atomic64_add((u64)ctl.n_pages * frames, &b->size);
+		vmballoon_enqueue(b, &ctl.pages, ctl.page_size);
+		ctl.n_pages = 0;
+
+		if (ctl.page_size == VMW_BALLOON_4K_PAGE) {
+			if (!allocated || ctl.n_refused >= max_refused_4k)
+				break;
+		} else if (!allocated ||
+			   ctl.n_refused >= VMW_BALLOON_MAX_REFUSED) {
+			vmballoon_split_refused(&ctl);
+			ctl.page_size = VMW_BALLOON_4K_PAGE;
+		}
+		cond_resched();
+	}
+
+	vmballoon_free_list(&ctl.refused, ctl.page_size);
+	vmballoon_free_list(&ctl.spare, VMW_BALLOON_4K_PAGE);
+}
+
+/*
+ * Shrink the balloon by @n_frames, or towards the target when @n_frames
+ * is 0.  4 KiB pages go first.  @coordinated: ask the host to unlock each
+ * page; otherwise (pop) just free them, the host has forgotten them.
+ * Returns the number of frames given back to the guest.
+ */
+static u64 vmballoon_deflate(struct vmballoon *b, u64 n_frames,
+			     bool coordinated)
+{
+	enum vmballoon_page_size size = VMW_BALLOON_4K_PAGE;
+	u64 tried = 0, freed = 0;
+	struct vmballoon_ctl ctl;
+
+	for (;;) {
+		unsigned int frames = vmballoon_page_frames(size);
+		unsigned int want, got;
+		bool failed = false;
+		s64 todo;
+
+		todo = n_frames ? (s64)(n_frames - tried) : -vmballoon_change(b);
+		if (todo <= 0 || (coordinated && READ_ONCE(b->reset_required)))
+			break;
+
+		vmballoon_ctl_init(&ctl, size, false);
+		want = min_t(u64, VMW_BALLOON_BATCH_MAX_PAGES,
+			     DIV_ROUND_UP_ULL(todo, frames));
+		got = vmballoon_dequeue(b, &ctl.pages, size, want);
+		ctl.n_pages = got;
+		tried += (u64)got * frames;
+
+		if (coordinated && vmballoon_send(b, &ctl)) {
+			list_splice_tail_init(&ctl.pages, &ctl.refused);
+			ctl.n_pages = 0;
+			failed = true;
+		}
+
+		atomic64_sub((u64)ctl.n_pages * frames, &b->size);
+		freed += (u64)ctl.n_pages * frames;
+		vmballoon_page_stat_add(b, VMW_BALLOON_PAGE_STAT_FREE, size,
+					ctl.n_pages);
+		vmballoon_free_list(&ctl.pages, size);
+
+		/* The host keeps what it would not unlock, for now. */
+		vmballoon_enqueue(b, &ctl.refused, size);
+
+		if (failed)
+			break;
+		if (got < want || ctl.n_pages < got) {
+			if (size == VMW_BALLOON_2M_PAGE)
+				break;
+			size = VMW_BALLOON_2M_PAGE;
+		}
+		cond_resched();
+	}
+	return freed;
+}
+
+/*
+ * Free every page without telling the host, which forgot them.  Pages
+ * isolated for migration come back to the list shortly (the migration
+ * callback fails while conf_sem is held for writing), so wait for them.
+ */
+static void vmballoon_pop(struct vmballoon *b)
+{
+	unsigned int idle = 0;
+	u64 size;
+
+	while ((size = atomic64_read(&b->size)) != 0) {
+		if (vmballoon_deflate(b, size, false)) {
+			idle = 0;
+			continue;
+		}
+		if (++idle > 10000) {
+			pr_err("%llu frames stuck in the balloon, leaking them\n",
+			       size);
+			atomic64_set(&b->size, 0);
+			break;
+		}
+		usleep_range(100, 200);
+	}
+}
+
+#ifdef VMW_BALLOON_HAVE_DOORBELL
+static void vmballoon_doorbell(void *client_data)
+{
+	struct vmballoon *b = client_data;
+
+	vmballoon_stat_inc(b, VMW_BALLOON_STAT_DOORBELL);
+	mod_delayed_work(system_freezable_wq, &b->dwork, 0);
+}
+
+static void vmballoon_vmci_cleanup(struct vmballoon *b)
+{
+	if (b->capabilities & VMW_BALLOON_SIGNALLED_WAKEUP_CMD)
+		vmballoon_cmd_locked(b, VMW_BALLOON_CMD_VMCI_DOORBELL_SET,
+				     VMCI_INVALID_ID, VMCI_INVALID_ID, NULL);
+	if (!vmci_handle_is_invalid(b->vmci_doorbell)) {
+		vmci_doorbell_destroy(b->vmci_doorbell);
+		b->vmci_doorbell = VMCI_INVALID_HANDLE;
+	}
+}
+
+/*
+ * Let the host ring us when the target changes, if it offered to.  On any
+ * failure we keep polling once a second, which works as well, later.
+ */
+static void vmballoon_vmci_init(struct vmballoon *b)
+{
+	unsigned long status;
+	int err;
+
+	if (!(b->capabilities & VMW_BALLOON_SIGNALLED_WAKEUP_CMD))
+		return;
+
+	err = vmci_doorbell_create(&b->vmci_doorbell, VMCI_FLAG_DELAYED_CB,
+				   VMCI_PRIVILEGE_FLAG_RESTRICTED,
+				   vmballoon_doorbell, b);
+	if (err != VMCI_SUCCESS) {
+		pr_info("no VMCI doorbell (error %d); polling every second\n",
+			err);
+		return;
+	}
+	status = vmballoon_cmd_locked(b, VMW_BALLOON_CMD_VMCI_DOORBELL_SET,
+				      b->vmci_doorbell.context,
+				      b->vmci_doorbell.resource, NULL);
+	if (status != VMW_BALLOON_SUCCESS) {
+		pr_info("host did not take the VMCI doorbell (status %lu); polling every second\n",
+			status);
+		vmballoon_vmci_cleanup(b);
+	}
+}
+
+static void vmballoon_vmci_setup(struct vmballoon *b)
+{
+	b->vmci_doorbell = VMCI_INVALID_HANDLE;
+}
+#else
+static inline void vmballoon_vmci_cleanup(struct vmballoon *b)
+{
+}
+
+static inline void vmballoon_vmci_init(struct vmballoon *b)
+{
+}
+
+static inline void vmballoon_vmci_setup(struct vmballoon *b)
+{
+}
+#endif
+
+/*
+ * Set up the commands the host granted: batching needs the batch page,
+ * 2 MiB pages need batching.  Without BASIC or BATCHED there is no way to
+ * balloon at all.
+ */
+static bool vmballoon_setup_cmds(struct vmballoon *b)
+{
+	unsigned long caps = b->capabilities;
+
+	if (caps & VMW_BALLOON_BATCHED_CMDS) {
+		if (!b->batch_page)
+			b->batch_page = (u64 *)get_zeroed_page(GFP_KERNEL);
+		if (!b->batch_page)
+			return false;
+		b->batching = true;
+	} else if (caps & VMW_BALLOON_BASIC_CMDS) {
+		b->batching = false;
+	} else {
+		pr_warn_once("host granted neither basic nor batched commands (%#lx)\n",
+			     caps);
+		return false;
+	}
+
+	if (b->batching && (caps & VMW_BALLOON_BATCHED_2M_CMDS))
+		b->max_page_size = VMW_BALLOON_2M_PAGE;
+	else
+		b->max_page_size = VMW_BALLOON_4K_PAGE;
+	return true;
+}
+
+/*
+ * (Re)start the protocol: the host forgot our pages (it sent RESET, or
+ * this is the first contact), so free them all, then START, set up the
+ * granted commands and say who we are.
+ */
+static void vmballoon_reset(struct vmballoon *b)
+{
+	down_write(&b->conf_sem);
+
+	vmballoon_vmci_cleanup(b);
+	vmballoon_pop(b);
+
+	if (!vmballoon_send_start(b, VMW_BALLOON_CAPABILITIES)) {
+		if (!b->host_silent)
+			pr_info("the balloon host does not answer; retrying every second\n");
+		b->host_silent = true;
+		goto out;
+	}
+	b->host_silent = false;
+	if (!vmballoon_setup_cmds(b)) {
+		/* Tell the host we cannot work this way; try again later. */
+		vmballoon_send_start(b, 0);
+		goto out;
+	}
+
+	WRITE_ONCE(b->reset_required, false);
+	vmballoon_vmci_init(b);
+	if (!vmballoon_send_guest_id(b))
+		pr_err_ratelimited("host did not take the guest type\n");
+	vmballoon_stat_inc(b, VMW_BALLOON_STAT_RESET);
+out:
+	up_write(&b->conf_sem);
+}
+
+/* Once a second (or when the doorbell rings): follow the host's target. */
+static void vmballoon_work(struct work_struct *work)
+{
+	struct vmballoon *b = container_of(to_delayed_work(work),
+					   struct vmballoon, dwork);
+	s64 change = 0;
+
+	if (READ_ONCE(b->reset_required))
+		vmballoon_reset(b);
+
+	down_read(&b->conf_sem);
+	vmballoon_stat_inc(b, VMW_BALLOON_STAT_TIMER);
+	if (!READ_ONCE(b->reset_required) && vmballoon_send_get_target(b))
+		change = vmballoon_change(b);
+	if (change > 0)
+		vmballoon_inflate(b);
+	else if (change < 0)
+		vmballoon_deflate(b, 0, true);
+	up_read(&b->conf_sem);
+
+	/* Freezable: no ballooning while the system suspends or resumes. */
+	queue_delayed_work(system_freezable_wq, &b->dwork,
+			   round_jiffies_relative(HZ));
+}
+
+/*
+ * Shrinker: under memory pressure, give pages back to the guest (telling
+ * the host) and hold off inflation for a while.
+ */
+static unsigned long vmballoon_shrinker_count(struct shrinker *s,
+					      struct shrink_control *sc)
+{
+	struct vmballoon *b = shrinker_private(s);
+
+	return atomic64_read(&b->size);
+}
+
+static unsigned long vmballoon_shrinker_scan(struct shrinker *s,
+					     struct shrink_control *sc)
+{
+	struct vmballoon *b = shrinker_private(s);
+	u64 freed;
+
+	if (!down_read_trylock(&b->conf_sem))
+		return SHRINK_STOP;
+
+	freed = vmballoon_deflate(b, sc->nr_to_scan, true);
+	vmballoon_stat_inc(b, VMW_BALLOON_STAT_SHRINK);
+	atomic64_add(freed, &b->stats.gen[VMW_BALLOON_STAT_SHRINK_FREE]);
+	WRITE_ONCE(b->shrink_timeout, jiffies + VMW_BALLOON_SHRINK_DELAY);
+
+	up_read(&b->conf_sem);
+	return freed;
+}
+
+static int vmballoon_shrinker_init(struct vmballoon *b)
+{
+	struct shrinker *s;
+
+	if (!vmwballoon_shrinker_enable)
+		return 0;
+	s = shrinker_alloc(0, "vmw-balloon");
+	if (!s)
+		return -ENOMEM;
+	s->count_objects = vmballoon_shrinker_count;
+	s->scan_objects = vmballoon_shrinker_scan;
+	shrinker_set_private(s, b);
+	shrinker_register(s);
+	b->shrinker = s;
+	return 0;
+}
+
+static void vmballoon_shrinker_exit(struct vmballoon *b)
+{
+	shrinker_free(b->shrinker);
+	b->shrinker = NULL;
+}
+
+#ifdef BALLOON_COMPAT_MIGRATION
+/*
+ * Lock or unlock a single 4 KiB page; true if the host did it.  Pages
+ * under migration sit on the migration core's lists through page->lru, so
+ * this must not touch it.
+ */
+static bool vmballoon_send_one(struct vmballoon *b, struct page *page,
+			       bool inflate)
+{
+	unsigned long status, pfn = page_to_pfn(page);
+
+	spin_lock(&b->comm_lock);
+	if (b->batching) {
+		b->batch_page[0] = (u64)pfn << PAGE_SHIFT;
+		status = vmballoon_cmd(b, vmballoon_batch_cmd(VMW_BALLOON_4K_PAGE,
+							      inflate),
+				       PHYS_PFN(virt_to_phys(b->batch_page)), 1,
+				       NULL);
+		if (status == VMW_BALLOON_SUCCESS)
+			status = b->batch_page[0] & VMW_BALLOON_ENTRY_STATUS;
+	} else if (pfn > U32_MAX) {
+		status = VMW_BALLOON_ERROR_PPN_INVALID;
+	} else {
+		status = vmballoon_cmd(b, inflate ? VMW_BALLOON_CMD_LOCK :
+					   VMW_BALLOON_CMD_UNLOCK, pfn, 1, NULL);
+	}
+	spin_unlock(&b->comm_lock);
+
+	return vmballoon_page_done(b, page, VMW_BALLOON_4K_PAGE, inflate,
+				   status);
+}
+
+/*
+ * Compaction moves a 4 KiB balloon page: the host unlocks the old page
+ * and locks the new one.  The balloon lists are someone else's business
+ * (compat/balloon.h or the core).  When the host unlocked the old page but
+ * refuses the new one, the balloon simply became one page smaller.
+ */
+static int vmballoon_migratepage(struct balloon_dev_info *info,
+				 struct page *newpage, struct page *page,
+				 enum migrate_mode mode)
+{
+	struct vmballoon *b = container_of(info, struct vmballoon, b_dev_info);
+	int ret = 0;
+
+	/* A reset is under way: the page will be popped. */
+	if (!down_read_trylock(&b->conf_sem))
+		return -EAGAIN;
+
+	if (!vmballoon_send_one(b, page, false)) {
+		ret = -EBUSY;
+	} else if (!vmballoon_send_one(b, newpage, true)) {
+		atomic64_dec(&b->size);
+		vmballoon_page_stat_add(b, VMW_BALLOON_PAGE_STAT_FREE,
+					VMW_BALLOON_4K_PAGE, 1);
+		ret = -ENOENT;
+	}
+
+	up_read(&b->conf_sem);
+	return ret;
+}
+
+#define vmballoon_migrate vmballoon_migratepage
+#else
+#define vmballoon_migrate NULL
+#endif
+
+/* debugfs: the same file and field names as the in-tree driver. */
+static int vmballoon_debug_show(struct seq_file *f, void *offset)
+{
+	struct vmballoon *b = f->private;
+	struct vmballoon_stats *st = &b->stats;
+	int i, j;
+
+	seq_printf(f, "%-22s: %#16lx\n", "balloon capabilities",
+		   (unsigned long)VMW_BALLOON_CAPABILITIES);
+	seq_printf(f, "%-22s: %#16lx\n", "used capabilities",
+		   b->capabilities);
+	seq_printf(f, "%-22s: %16s\n", "is resetting",
+		   READ_ONCE(b->reset_required) ? "y" : "n");
+	seq_printf(f, "%-22s: %16lu\n", "target", READ_ONCE(b->target));
+	seq_printf(f, "%-22s: %16llu\n", "current",
+		   (u64)atomic64_read(&b->size));
+
+	for (i = 0; i < VMW_BALLOON_CMD_NUM; i++) {
+		if (!vmballoon_cmd_names[i])
+			continue;
+		seq_printf(f, "%-22s: %16llu (%llu failed)\n",
+			   vmballoon_cmd_names[i],
+			   (u64)atomic64_read(&st->cmd[i]),
+			   (u64)atomic64_read(&st->cmd_fail[i]));
+	}
+	for (i = 0; i < VMW_BALLOON_STAT_NUM; i++)
+		seq_printf(f, "%-22s: %16llu\n", vmballoon_stat_names[i],
+			   (u64)atomic64_read(&st->gen[i]));
+	for (i = 0; i < VMW_BALLOON_PAGE_STAT_NUM; i++)
+		for (j = 0; j < VMW_BALLOON_NUM_PAGE_SIZES; j++)
+			seq_printf(f, "%-18s(%s): %16llu\n",
+				   vmballoon_page_stat_names[i],
+				   vmballoon_page_size_names[j],
+				   (u64)atomic64_read(&st->page[i][j]));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vmballoon_debug);
+
+static int __init vmballoon_init(void)
+{
+	struct vmballoon *b = &balloon;
+	int err;
+
+	/* Anywhere but on VMware the backdoor port means nothing. */
+	if (!hypervisor_is_type(X86_HYPER_VMWARE))
+		return -ENODEV;
+
+	INIT_LIST_HEAD(&b->huge_pages);
+	spin_lock_init(&b->huge_pages_lock);
+	spin_lock_init(&b->comm_lock);
+	init_rwsem(&b->conf_sem);
+	INIT_DELAYED_WORK(&b->dwork, vmballoon_work);
+	vmballoon_vmci_setup(b);
+	b->reset_required = true;
+	b->shrink_timeout = jiffies;
+
+	err = balloon_compat_init(&b->b_dev_info, vmballoon_migrate, false);
+	if (err)
+		return err;
+
+	err = vmballoon_shrinker_init(b);
+	if (err) {
+		balloon_compat_exit(&b->b_dev_info);
+		return err;
+	}
+
+	b->dbg_entry = debugfs_create_file("vmmemctl", 0444, NULL, b,
+					   &vmballoon_debug_fops);
+
+	queue_delayed_work(system_freezable_wq, &b->dwork, 0);
+	return 0;
+}
+module_init(vmballoon_init);
+
+/*
+ * Unload: stop all activity, tell the host we are leaving (START with no
+ * capabilities makes it forget our pages), and free every page.
+ */
+static void __exit vmballoon_exit(void)
+{
+	struct vmballoon *b = &balloon;
+
+	vmballoon_shrinker_exit(b);
+	cancel_delayed_work_sync(&b->dwork);
+	debugfs_remove(b->dbg_entry);
+
+	down_write(&b->conf_sem);
+	vmballoon_vmci_cleanup(b);
+	up_write(&b->conf_sem);
+	/* A doorbell rung before the cleanup may have queued the work again. */
+	cancel_delayed_work_sync(&b->dwork);
+
+	down_write(&b->conf_sem);
+	vmballoon_send_start(b, 0);
+	vmballoon_pop(b);
+	up_write(&b->conf_sem);
+
+	balloon_compat_exit(&b->b_dev_info);
+	free_page((unsigned long)b->batch_page);
+	b->batch_page = NULL;
+}
+module_exit(vmballoon_exit);
