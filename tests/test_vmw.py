@@ -1,0 +1,422 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Our vmw_balloon against the emulated VMware host, on every suite's kernel.
+
+The guest kernel comes from each suite's root; QEMU 11.1 runs from the sid
+vmwhost root with the tests/vmw-host plugin as the hypervisor's balloon
+side (lib/vmwhost.py).  One VM per suite serves all the checks of this
+file (-smp 2, 512 MiB, page poisoning in the guest, locked-page poisoning
+on the host); each check starts from a freshly loaded driver and an empty
+balloon, and ends with the host's global invariants: no protocol error, no
+write to a locked page, no host error, and host and guest agreeing on the
+balloon size.  A plain (non-VMware) PC is booted once per suite to check
+that the driver refuses to load there, quietly.
+
+Also measured, printed and recorded with the `timing` fixture but never
+asserted: inflate/deflate times of our driver and of the kernel's own
+vmw_balloon in the same VM against the same host.
+"""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from lib import build, roots, vmwhost
+from lib.vmwhost import CAP_BASIC, CAP_BATCHED, CAP_BATCHED_2M, CAP_64BIT_TARGET
+
+MEM_MB = 512
+TARGET = 16384                  # 64 MiB in 4 KiB frames
+SLACK = 512                     # deflation stops within 2 MiB of the target
+STEP = 240                      # seconds for one inflate/deflate step (TCG)
+CAPS_2M = CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET   # 0x2e
+CAPS_4K = CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET                    # 0x26
+CAPS_BASIC = CAP_BASIC | CAP_64BIT_TARGET                               # 0x22
+
+pytestmark = pytest.mark.parametrize(
+    "suite", [pytest.param(s, marks=pytest.mark.quick if s == "bookworm" else ())
+              for s in roots.suites()], scope="module")
+
+
+def our_version():
+    with open(os.path.join(roots.REPO, "src", "version.h")) as f:
+        return re.search(r'BALLOON_VERSION "([^"]+)"', f.read()).group(1)
+
+
+def srcversion(ko):
+    return subprocess.run(["modinfo", "-F", "srcversion", ko], check=True,
+                          stdout=subprocess.PIPE, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def ko(suite):
+    return build.modules(roots.root(suite), only=("vmw_balloon",))["vmw_balloon"]
+
+
+@pytest.fixture(scope="module")
+def vm(suite, ko):
+    """The VMware-looking guest of this suite, with our module installed
+    under updates/ (the kernel's own is still in the initramfs)."""
+    v = vmwhost.vmware_vm(roots.root(suite), ko=[ko], mem_mb=MEM_MB, smp=2,
+                          append="page_poison=1", boot_timeout=300,
+                          name="vmw-" + suite)
+    v.start()
+    v.wait_boot()
+    v.sh("modprobe vmw_vmci")
+    v.intree = v.sh("find /lib/modules/*/kernel -name 'vmw_balloon.ko*'").strip()
+    yield v
+    v.close()
+
+
+def loaded(vm):
+    return "vmw_balloon" in vm.sh("cut -d' ' -f1 /proc/modules").split()
+
+
+def unload(vm):
+    """rmmod while (maybe) inflated: START(0) and every page back."""
+    starts = vm.host.state()["starts"]
+    vm.sh("rmmod vmw_balloon")
+    st = vm.host.state()
+    assert st["starts"] == starts + 1 and st["guest_caps"] == 0, vm.host_context()
+    assert st["locked_pages"] == 0 and st["locked_entries"] == 0, vm.host_context()
+    return st
+
+
+def load(vm, params=""):
+    vm.sh("modprobe vmw_balloon " + params)
+    return vmwhost.wait_guest(vm, lambda g: g["is resetting"] == "n" and
+                              g["ops"]["start"][0] >= 1, STEP, "protocol started")
+
+
+def settle(vm, pages, slack=0, timeout=STEP):
+    """Wait until host and guest agree on a balloon of pages (+ slack)."""
+    def near(n):
+        return pages <= n <= pages + slack
+    vm.host.wait_state(lambda s: near(s["locked_pages"]), timeout,
+                       "host locked_pages ~ %d" % pages, alive=vm.check)
+    g = vmwhost.wait_guest(vm, lambda g: near(g["current"]), timeout,
+                           "guest current ~ %d" % pages)
+    st = vm.host.state()
+    assert st["locked_pages"] == g["current"], vm.host_context()
+    return st, g
+
+
+def invariants(vm):
+    st = vm.host.state()
+    for k in ("protocol_errors", "poison_violations", "host_errors"):
+        assert st[k] == 0, "%s = %d: %s\n%s" % (k, st[k], st["last_error"],
+                                                 vm.host_context())
+    g = vmwhost.guest_vmmemctl(vm)
+    assert g["current"] == st["locked_pages"], vm.host_context()
+    return st, g
+
+
+def mem_free_kb(vm):
+    return vm.meminfo()["MemFree"]
+
+
+@pytest.fixture
+def fresh(vm):
+    """Our driver freshly loaded with the default capabilities, target 0,
+    no faults pending; the global invariants are checked afterwards."""
+    h = vm.host
+    h.clear_faults()
+    h.clamp(True)
+    h.set_target(0)
+    h.set_caps(CAPS_2M)
+    if loaded(vm):
+        unload(vm)
+    h.clear_stats()
+    load(vm)
+    yield vm
+    invariants(vm)
+
+
+# ---------------------------------------------------------------------------
+
+def test_ours_is_loaded(fresh, ko):
+    vm = fresh
+    assert vm.sh("cat /sys/module/vmw_balloon/version").strip() == our_version()
+    assert vm.sh("cat /sys/module/vmw_balloon/srcversion").strip() == srcversion(ko)
+    dep = vm.sh("grep -h '/vmw_balloon.ko' /lib/modules/*/modules.dep | cut -d: -f1")
+    assert dep.split() == ["updates/vmw_balloon.ko"], dep
+    st = vm.host.state()
+    assert st["guest_id"] == 1 and st["started"] == 1
+    # the doorbell is built and asked for; our host cannot ring one
+    g = vmwhost.guest_vmmemctl(vm)
+    assert g["balloon capabilities"] & 0x10, g
+    assert g["used capabilities"] == CAPS_2M
+
+
+@pytest.mark.parametrize("caps,target,lock_op", [
+    (CAPS_BASIC, 4096, "lock"),
+    (CAPS_4K, TARGET, "batched_lock"),
+    (CAPS_2M, TARGET, "batched_2m_lock"),
+], ids=["caps0x22", "caps0x26", "caps0x2e"])
+def test_caps_inflate_deflate(fresh, caps, target, lock_op):
+    vm = fresh
+    unload(vm)
+    vm.host.set_caps(caps)
+    vm.host.clear_stats()
+    g = load(vm)
+    assert g["used capabilities"] == caps
+    assert vm.host.state()["guest_caps"] == caps
+
+    free0 = mem_free_kb(vm)
+    vm.host.set_target(target)
+    st, _ = settle(vm, target)
+    ops = {op: st["op_" + op] for op in ("lock", "batched_lock", "batched_2m_lock")}
+    assert ops[lock_op] > 0 and sum(ops.values()) == ops[lock_op], ops
+    if lock_op == "batched_2m_lock":
+        assert st["locked_2m"] * 512 == target
+    else:
+        assert st["locked_2m"] == 0 and st["locked_4k"] == target
+    assert free0 - mem_free_kb(vm) >= target * 4 * 9 // 10
+
+    vm.host.set_target(target // 4)
+    settle(vm, target // 4, slack=SLACK)
+    vm.host.set_target(0)
+    st, _ = settle(vm, 0)
+    unlock_op = lock_op.replace("lock", "unlock")
+    assert st["op_" + unlock_op] > 0 and st["fail_" + unlock_op] == 0
+    assert mem_free_kb(vm) >= free0 - 8 * 1024
+
+
+def test_reset_while_inflated(fresh):
+    vm = fresh
+    vm.host.set_target(TARGET)
+    settle(vm, TARGET)
+    resets = vmwhost.guest_vmmemctl(vm)["reset"]
+    vm.host.inject_reset()
+    st = vm.host.wait_state(lambda s: s["starts"] == 2 and s["locked_pages"] == TARGET,
+                            STEP, "re-START and re-inflate", alive=vm.check)
+    assert st["op_guest_id"] == 2 and st["resets_injected"] == 1
+    g = vmwhost.wait_guest(vm, lambda g: g["current"] == TARGET, STEP)
+    assert g["reset"] == resets + 1
+
+
+@pytest.mark.parametrize("caps", [CAPS_4K, CAPS_2M], ids=["caps0x26", "caps0x2e"])
+def test_reset_mid_batch(fresh, caps):
+    """RESET after part of a batch: on inflation and on deflation."""
+    vm = fresh
+    unload(vm)
+    vm.host.set_caps(caps)
+    load(vm)
+    vm.host.clear_stats()
+    # inflation: the host locks 10 entries, then forgets everything
+    vm.host.reset_mid_batch(10)
+    vm.host.set_target(TARGET)
+    st = vm.host.wait_state(lambda s: s["starts"] == 1 and s["locked_pages"] == TARGET,
+                            STEP, "re-inflate after a mid-batch reset", alive=vm.check)
+    assert st["resets_injected"] == 1 and st["mid_batch_pending"] == 0
+    settle(vm, TARGET)
+    # deflation: 5 entries unlocked, then RESET: the guest pops the rest
+    vm.host.reset_mid_batch(5)
+    vm.host.set_target(0)
+    st = vm.host.wait_state(lambda s: s["resets_injected"] == 2 and s["starts"] == 2,
+                            STEP, "restart after a mid-deflate reset", alive=vm.check)
+    settle(vm, 0)
+    assert vmwhost.guest_vmmemctl(vm)["reset"] >= 2
+
+
+def test_busy(fresh):
+    vm = fresh
+    vm.host.busy(6)             # GET_TARGET and the locks that follow
+    vm.host.set_target(TARGET)
+    st, _ = settle(vm, TARGET)
+    assert vm.host.state()["busy_left"] == 0
+    assert st["status_busy"] == 6
+    vm.host.busy(3)
+    vm.host.set_target(0)
+    settle(vm, 0)
+    assert vm.host.state()["busy_left"] == 0
+
+
+def test_refused_2m_split_to_4k(fresh):
+    """16 refused 2 MiB pages: the driver breaks them into 4 KiB pages and
+    goes on with those; the host never holds what it refused."""
+    vm = fresh
+    vm.host.refuse_next(16, "ppn_pinned")
+    vm.host.set_target(TARGET)
+    st, g = settle(vm, TARGET)
+    assert st["refused_entries"] == 16
+    assert st["locked_2m"] == (TARGET - st["locked_4k"]) // 512
+    assert st["locked_4k"] > 0, "no 4 KiB fallback after 16 refused 2 MiB pages"
+    out = vm.sh("cat /sys/kernel/debug/vmmemctl")
+    assert re.search(r"errAlloc\s*\(2M\):\s+16$", out, re.M), out
+    vm.host.set_target(0)
+    settle(vm, 0)
+
+
+@pytest.mark.parametrize("status", ["ppn_pinned", "ppn_notneeded"])
+def test_refused_pfns(fresh, status):
+    """The host refuses chosen PFNs (those the balloon held a moment ago,
+    which the allocator tends to hand out again)."""
+    vm = fresh
+    unload(vm)
+    vm.host.set_caps(CAPS_4K)
+    load(vm)
+    vm.host.set_target(4096)
+    settle(vm, 4096)
+    before = sorted(vm.host.locked())
+    vm.host.set_target(0)
+    settle(vm, 0)
+    (vm.host.pin if status == "ppn_pinned" else vm.host.notneeded)(*before)
+    vm.host.clear_stats()
+    vm.host.set_target(4096)
+    st, _ = settle(vm, 4096)
+    held = set(vm.host.locked())
+    assert not held & set(before), "host holds PFNs it refused"
+    out = vm.sh("cat /sys/kernel/debug/vmmemctl")
+    refused = int(re.search(r"errAlloc\s*\(4k\):\s+(\d+)$", out, re.M).group(1))
+    assert refused == st["refused_entries"] > 0, out
+    vm.host.clear_faults()
+    vm.host.set_target(0)
+    settle(vm, 0)
+
+
+def test_absurd_targets(fresh):
+    """Targets the host has no business sending: beyond guest RAM, beyond
+    32 and 64 bits.  The guest clamps them to its RAM with one message,
+    survives, and follows the next sane target."""
+    vm = fresh
+    vm.host.clamp(False)
+    limit = None
+    for t in (MEM_MB * 256 + 1000, (1 << 32) + 7, (1 << 40), (1 << 64) - 1):
+        vm.host.set_target(t)
+        vm.host.wait_state(lambda s: s["reported_target"] == t, STEP,
+                           "host reports %d" % t, alive=vm.check)
+        g = vmwhost.wait_guest(vm, lambda g: g["target"] != 0 and g["target"] < t, STEP,
+                               "guest clamps target %d" % t)
+        limit = vm.host.state()["guest_limit"]
+        assert g["target"] == limit, (g["target"], limit)
+    # it stops short of the guest's reserve (1/32 of RAM available), and
+    # the guest keeps working
+    vm.wait_console(r"vmw_balloon: guest memory is low: holding the balloon", STEP)
+    mi = vm.meminfo()
+    assert mi["MemAvailable"] >= mi["MemTotal"] // 32 - 4096, mi
+    assert vmwhost.guest_vmmemctl(vm)["current"] > (MEM_MB - 128) * 256
+    assert vm.sh("echo alive").strip() == "alive"
+    msgs = [ln for ln in vm.dmesg().splitlines() if "more than the guest" in ln]
+    assert len(msgs) == 1, msgs
+    invariants(vm)
+    vm.host.set_target(0)
+    settle(vm, 0)
+    vm.host.set_target(4096)
+    settle(vm, 4096)
+    vm.host.set_target(0)
+    settle(vm, 0)
+
+
+def test_compaction_migrates(fresh):
+    """Compaction moves 4 KiB balloon pages: the host unlocks the old page
+    and locks the new one, and the two sides still agree."""
+    vm = fresh
+    unload(vm)
+    vm.host.set_caps(CAPS_4K)
+    load(vm)
+    vm.host.set_target(TARGET)
+    settle(vm, TARGET)
+    before = set(vm.host.locked())
+
+    def migrated():
+        return int(re.search(r"^balloon_migrate (\d+)$",
+                              vm.sh("cat /proc/vmstat"), re.M).group(1))
+    m0 = migrated()
+    vm.sh("echo 1 > /proc/sys/vm/compact_memory")
+    moved = migrated() - m0
+    st, _ = settle(vm, TARGET)
+    after = set(vm.host.locked())
+    print("compaction: %d balloon pages migrated" % moved)
+    assert moved > 0, "compaction migrated no balloon page"
+    assert len(after - before) == moved
+    vm.host.set_target(0)
+    settle(vm, 0)
+
+
+def test_unload_inflated_returns_all(fresh):
+    vm = fresh
+    free0 = mem_free_kb(vm)
+    vm.host.set_target(TARGET)
+    settle(vm, TARGET)
+    unload(vm)
+    assert mem_free_kb(vm) >= free0 - 8 * 1024
+    load(vm)
+    settle(vm, TARGET)
+    vm.host.set_target(0)
+    settle(vm, 0)
+
+
+def test_shrinker_gives_back(fresh):
+    """With vmwballoon_shrinker_enable=1, memory pressure deflates."""
+    vm = fresh
+    unload(vm)
+    load(vm, "vmwballoon_shrinker_enable=1")
+    free = mem_free_kb(vm)
+    target = (free // 4) * 7 // 8            # most of the free memory
+    vm.host.set_target(target)
+    vmwhost.wait_guest(vm, lambda g: g["current"] >= target - 4096, STEP, "inflated")
+    # a tmpfs file larger than what is left forces reclaim
+    size_mb = free // 1024 // 4
+    vm.sh("dd if=/dev/zero of=/tmp/fill bs=1M count=%d 2>/dev/null; rm -f /tmp/fill"
+          % size_mb, timeout=STEP)
+    g = vmwhost.guest_vmmemctl(vm)
+    assert g["shrink"] > 0 and g["shrinkFree"] > 0, g
+    invariants(vm)
+    vm.host.set_target(0)
+    settle(vm, 0)
+
+
+def _timed(vm, target, timeout=STEP):
+    t0 = time.monotonic()
+    vm.host.set_target(target)
+    vm.host.wait_state(lambda s: s["locked_pages"] == target if target else
+                       s["locked_pages"] == 0, timeout, "locked %d" % target,
+                       alive=vm.check)
+    return time.monotonic() - t0
+
+
+def test_timing_ours_vs_intree(fresh, suite, timing):
+    """Print inflate/deflate times of ours and the in-tree driver."""
+    vm = fresh
+    pages = 65536               # 256 MiB
+    res = {}
+    for caps in (CAPS_2M, CAPS_4K):
+        for who in ("ours", "in-tree"):
+            if loaded(vm):
+                unload(vm)
+            vm.host.set_target(0)
+            vm.host.set_caps(caps)
+            if who == "ours":
+                load(vm)
+            else:
+                vm.sh("insmod " + vm.intree)
+                vm.host.wait_state(lambda s: s["started"] == 1, STEP, "in-tree START")
+            up = _timed(vm, pages)
+            down = _timed(vm, 0)
+            res[(caps, who)] = (up, down)
+            timing("vmw %s %s inflate 256MiB caps %#x" % (suite, who, caps), up)
+            timing("vmw %s %s deflate 256MiB caps %#x" % (suite, who, caps), down)
+            invariants(vm)
+    unload(vm)
+    for (caps, who), (up, down) in sorted(res.items()):
+        print("vmw %s caps %#x %-7s inflate %.2fs deflate %.2fs" % (suite, caps, who, up, down))
+    load(vm)
+
+
+def test_plain_pc_refuses(suite, ko):
+    """Not on VMware: -ENODEV, nothing in dmesg."""
+    v = vmwhost.vmware_vm(roots.root(suite), ko=[ko], host=False, vmware=False,
+                          mem_mb=256, smp=1, name="plain-" + suite)
+    with v:
+        rc, out = v.shell("modprobe vmw_balloon")
+        assert rc != 0 and "No such device" in out, out
+        assert "vmw_balloon" not in v.sh("cut -d' ' -f1 /proc/modules").split()
+        # loading any out-of-tree module taints; beyond that, not a word
+        taint = ("loading out-of-tree module taints kernel",
+                 "module verification failed")
+        d = v.dmesg()
+        noise = [ln for ln in d.splitlines()
+                 if ("vmw_balloon" in ln or "WARNING" in ln) and
+                 not any(t in ln for t in taint)]
+        assert not noise, noise
