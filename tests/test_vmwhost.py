@@ -54,24 +54,10 @@ def load_driver(vm):
 
 
 def settle(vm, pages, timeout=STEP_TIMEOUT, slack=0):
-    """Wait until guest and host agree on a balloon of `pages` (+ slack)."""
-    def near(n):
-        return pages <= n <= pages + slack
-    st = vm.host.wait_state(lambda s: near(s["locked_pages"]), timeout,
-                            "host locked_pages ~ %d" % pages, alive=vm.check)
-    g = vmwhost.wait_guest(vm, lambda g: near(g["current"]), timeout,
-                           "guest current ~ %d" % pages)
-    st = vm.host.state()
-    assert st["locked_pages"] == g["current"], vm.host_context()
-    return st, g
+    return vmwhost.settle(vm, pages, slack=slack, timeout=timeout)
 
 
-def assert_clean(vm):
-    st = vm.host.state()
-    assert st["protocol_errors"] == 0, "%s\n%s" % (st["last_error"], vm.host_context())
-    assert st["poison_violations"] == 0, "%s\n%s" % (st["last_error"], vm.host_context())
-    assert st["host_errors"] == 0, "%s\n%s" % (st["last_error"], vm.host_context())
-    return st
+assert_clean = vmwhost.assert_clean
 
 
 CAPSETS = {

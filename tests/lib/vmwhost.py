@@ -43,6 +43,11 @@ guest_vmmemctl(vm) -> {key: value} of /sys/kernel/debug/vmmemctl
     lines "start: N (M failed)" go to d["ops"]["start"] = (N, M), since
     "target" is both a value and a command name)
 wait_guest(vm, pred, timeout, what=None) -> vmmemctl dict
+settle(vm, pages, slack=0, timeout=240) -> (host state, vmmemctl)
+    waits until host locked_pages and guest current are both in
+    [pages, pages + slack], then asserts they are equal
+assert_clean(vm) -> host state; asserts protocol_errors, poison_violations
+    and host_errors are 0 (with the host context in the message)
 """
 import functools
 import gzip
@@ -423,3 +428,24 @@ def wait_guest(vm, pred, timeout, what=None):
                                 "\n".join("%s: %s" % kv for kv in g.items()),
                                 vm.host_context() if getattr(vm, "host", None) else ""))
         time.sleep(0.2)
+
+
+def settle(vm, pages, slack=0, timeout=240):
+    """Wait until host and guest agree on a balloon of pages (+ slack)."""
+    def near(n):
+        return pages <= n <= pages + slack
+    vm.host.wait_state(lambda s: near(s["locked_pages"]), timeout,
+                       "host locked_pages ~ %d" % pages, alive=vm.check)
+    g = wait_guest(vm, lambda g: near(g["current"]), timeout,
+                   "guest current ~ %d" % pages)
+    st = vm.host.state()
+    assert st["locked_pages"] == g["current"], vm.host_context()
+    return st, g
+
+
+def assert_clean(vm):
+    st = vm.host.state()
+    for k in ("protocol_errors", "poison_violations", "host_errors"):
+        assert st[k] == 0, "%s = %d: %s\n%s" % (k, st[k], st["last_error"],
+                                                 vm.host_context())
+    return st
