@@ -278,6 +278,18 @@ def test_vmware_detected(vmw):
     assert g["current"] == 0
 
 
+def test_cpuid_detection(vmw):
+    """cpuid=on: the CPUID hypervisor leaf says VMwareVMware, as on ESXi,
+    with the hypervisor bit on and no VMware DMI strings; the guest still
+    detects VMware and balloons."""
+    vm = vmw(vmware=False, machine=vmwhost.VMWARE_MACHINE, cpu="qemu64",
+             plugin_args=["cpuid=on"], target=4096)
+    assert "Hypervisor detected: VMware" in vm.dmesg()
+    load_driver(vm)
+    settle(vm, 4096)
+    assert_clean(vm)
+
+
 # ---------------------------------------------------------------------------
 # Plugin loading without a guest: QEMU with -machine none, QMP on stdin.
 

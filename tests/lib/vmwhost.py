@@ -23,6 +23,9 @@ vmware_vm(guest_root, *, mem_mb=512, smp=1, host=True, vmware=True,
     vmwhost root.  vmware=True adds the options that make the guest detect
     VMware (VMWARE_ARGS, machine pc,vmport=on, cpu qemu64,-hypervisor);
     vmware=False is a plain PC (same machine type, no vmport/SMBIOS).
+    machine= and cpu= override those choices (e.g. the ESXi-like CPUID
+    detection: vmware=False, machine="pc,vmport=on", cpu="qemu64",
+    plugin_args=["cpuid=on"]).
     host=True loads the plugin with its control socket at vm.ctl_path;
     after start(), vm.host is a Host on it.  The driver is not loaded
     unless `modules` says so (or coldplug=True lets the DMI alias do it).
@@ -388,9 +391,10 @@ def vmware_vm(guest_root, *, mem_mb=512, smp=1, host=True, vmware=True,
     if vmware:
         extra = VMWARE_ARGS + extra
     vm_kw.setdefault("name", "vmw-" + os.path.basename(guest_root.rstrip("/")).split("-")[0])
+    vm_kw.setdefault("machine", VMWARE_MACHINE if vmware else "pc")
+    vm_kw.setdefault("cpu", VMWARE_CPU if vmware else "qemu64")
     return VMwareVM(roots.kernel(guest_root, k), initrd, " ".join(words),
-                    mem_mb=mem_mb, smp=smp, machine=VMWARE_MACHINE if vmware else "pc",
-                    cpu=VMWARE_CPU if vmware else "qemu64", balloon=False,
+                    mem_mb=mem_mb, smp=smp, balloon=False,
                     qemu_root=host_root(), extra_args=extra,
                     plugin_args=pargs, **vm_kw)
 
