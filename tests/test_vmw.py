@@ -148,13 +148,18 @@ def test_ours_is_loaded(fresh, ko):
     assert g["used capabilities"] == CAPS_2M
 
 
-@pytest.mark.parametrize("caps,target,lock_op", [
-    (CAPS_BASIC, 4096, "lock"),
-    (CAPS_4K, TARGET, "batched_lock"),
-    (CAPS_2M, TARGET, "batched_2m_lock"),
-], ids=["caps0x22", "caps0x26", "caps0x2e"])
-def test_caps_inflate_deflate(fresh, caps, target, lock_op):
-    vm = fresh
+# Variants loop inside one test (not pytest parameters): pytest would run
+# parametrized variants after the other suites and boot each VM twice.
+CAPS_CASES = [(CAPS_BASIC, 4096, "lock"), (CAPS_4K, TARGET, "batched_lock"),
+              (CAPS_2M, TARGET, "batched_2m_lock")]
+
+
+def test_caps_inflate_deflate(fresh):
+    for caps, target, lock_op in CAPS_CASES:
+        caps_case(fresh, caps, target, lock_op)
+
+
+def caps_case(vm, caps, target, lock_op):
     unload(vm)
     vm.host.set_caps(caps)
     vm.host.clear_stats()
@@ -195,10 +200,13 @@ def test_reset_while_inflated(fresh):
     assert g["reset"] == resets + 1
 
 
-@pytest.mark.parametrize("caps", [CAPS_4K, CAPS_2M], ids=["caps0x26", "caps0x2e"])
-def test_reset_mid_batch(fresh, caps):
+def test_reset_mid_batch(fresh):
     """RESET after part of a batch: on inflation and on deflation."""
-    vm = fresh
+    for caps in (CAPS_4K, CAPS_2M):
+        mid_batch_case(fresh, caps)
+
+
+def mid_batch_case(vm, caps):
     unload(vm)
     vm.host.set_caps(caps)
     load(vm)
@@ -248,11 +256,14 @@ def test_refused_2m_split_to_4k(fresh):
     settle(vm, 0)
 
 
-@pytest.mark.parametrize("status", ["ppn_pinned", "ppn_notneeded"])
-def test_refused_pfns(fresh, status):
+def test_refused_pfns(fresh):
     """The host refuses chosen PFNs (those the balloon held a moment ago,
     which the allocator tends to hand out again)."""
-    vm = fresh
+    for status in ("ppn_pinned", "ppn_notneeded"):
+        refused_case(fresh, status)
+
+
+def refused_case(vm, status):
     unload(vm)
     vm.host.set_caps(CAPS_4K)
     load(vm)
