@@ -17,4 +17,4 @@ k=$(uname -r)
 [ -e "/lib/modules/$k/build/include" ] ||
 	log "note: no headers for the running kernel $k; dkms will skip it (apt-get install linux-headers-$k)"
 DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb"
-dkms status balloon
+dkms status -m balloon

@@ -12,7 +12,7 @@ top=$(cd "$here/.." && pwd)
 out=$(mkdir -p "${1:-$top/out}" && cd "${1:-$top/out}" && pwd)
 
 # dh_dkms lives in dh-dkms from Debian 12 on, in dkms itself before.
-need_host_pkgs dpkg-dev debhelper fakeroot
+need_host_pkgs dpkg-dev debhelper
 if apt-cache show dh-dkms >/dev/null 2>&1; then
 	need_host_pkgs dh-dkms
 else
@@ -27,7 +27,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tar -C "$work" -xzf "$tarball"
 log "mkdeb: dpkg-buildpackage $name"
-if ! (cd "$work/$name" && dpkg-buildpackage -us -uc) >"$work/build.log" 2>&1; then
+# -d: the Build-Depends are installed above; the implicit build-essential
+# would only pull a C++ compiler into a build that compiles nothing.
+if ! (cd "$work/$name" && dpkg-buildpackage -us -uc -d) >"$work/build.log" 2>&1; then
 	tail -n 30 "$work/build.log" >&2
 	die "dpkg-buildpackage failed"
 fi

@@ -31,6 +31,13 @@ INTREE_DIR = {"virtio_balloon": "/kernel/drivers/virtio/",
               "vmw_balloon": "/kernel/drivers/misc/"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def host_tools():
+    """What these tests run on the host besides the package builds (whose
+    scripts install their own needs)."""
+    sh(". %s/scripts/lib.sh && need_host_pkgs lintian rpm rpmlint dpkg-dev" % pkg.REPO)
+
+
 def suites_quick_on_bookworm(only=None):
     return [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
             for s in roots.suites() if only is None or s in only]
@@ -250,7 +257,7 @@ def test_rpm_contents_and_rpmlint(work, timing):
     sh("rpm --root %s --nodeps --noscripts -i %s" % (db, rpm))
     assert sh("rpm --root %s -q balloon-dkms" % db).stdout.strip() == "balloon-dkms-%s-1.noarch" % VERSION
     assert os.path.isfile(os.path.join(db, "usr/src/balloon-%s/dkms.conf" % VERSION))
-    assert sh("rpm --root %s -V balloon-dkms" % db, check=False).stdout.strip() == ""
+    assert sh("rpm --root %s -V --nodeps balloon-dkms" % db, check=False).stdout.strip() == ""
     sh("rpm --root %s --nodeps --noscripts -e balloon-dkms" % db)
     assert not os.path.exists(os.path.join(db, "usr/src/balloon-%s" % VERSION))
 
@@ -259,28 +266,66 @@ def test_rpm_contents_and_rpmlint(work, timing):
 
 
 @pytest.mark.parametrize("suite", suites_quick_on_bookworm())
-def test_deb_install_remove(suite, timing):
-    """apt install ./balloon-dkms_<ver>_all.deb builds and installs both
-    modules for the root's kernel; apt remove brings the kernel's drivers
-    back and leaves nothing of ours."""
+def test_deb_lifecycle(suite, work, timing):
+    """In one root, with that suite's apt, dpkg and dkms:
+    1. a kernel the drivers cannot be built for is installed first (fake
+       linux-image/linux-headers packages: a copy of the real headers with
+       memory balloon support removed; their maintainer scripts run the
+       /etc/kernel hooks as Debian's kernel packages do);
+    2. apt install ./balloon-dkms_<ver>_all.deb: dkms builds and installs
+       both modules for the real kernel (modinfo -n -> updates/dkms, our
+       version, aliases in modules.alias) and skips the fake kernel with
+       one line saying why; everything stays configured;
+    3. the fake kernel is removed and installed again, now with
+       balloon-dkms present: its postinst hooks (dkms autoinstall) skip it
+       with one line and succeed, so apt and the kernel packages stay
+       configured (dpkg --audit, dpkg -l);
+    4. apt remove: the kernel's own drivers are back, nothing of ours is
+       left under /usr/src, /var/lib/dkms or /lib/modules; purge works."""
     deb = pkg.build_deb()
     with pkg.Root(suite) as r:
         assert_intree(r)
+        fake = r.kver.split("-")[0] + "-99-noballoon"
+        img, hdr = pkg.make_fake_kernel(r.path, r.kver, fake, os.path.join(work, "fake"))
+        fake_debs = "%s %s" % (r.install_file(img), r.install_file(hdr))
+        fake_pkgs = "linux-image-%s linux-headers-%s" % (fake, fake)
+        r.apt("install " + fake_debs)
+        assert_dpkg_clean(r)
+
         with pkg.timed(timing, "%s apt install (dkms build)" % suite):
             p = install_deb(r, deb)
-        assert "Error!" not in p.stdout, p.stdout
         st = r.dkms_status()
         assert re.search(r"balloon[/,] ?%s, %s, x86_64: installed" % (re.escape(VERSION),
                                                                      re.escape(r.kver)), st), st
+        assert fake not in st, st
         assert_ours(r)
         assert_dpkg_clean(r)
-        # the modules are in depmod's index, with the kernel's aliases
+        said = re.findall(r"balloon-dkms: kernel %s [^\n]*" % re.escape(fake), p.stdout)
+        assert len(said) == 1 and "has no memory balloon support" in said[0], p.stdout
+        assert not [m for m in MODULES if "/updates/" in r.modinfo(m, kver=fake)]
+        # depmod's index has our modules with the kernel's aliases
         alias = r.run("grep -E ' (virtio_balloon|vmw_balloon)$' /lib/modules/%s/modules.alias"
                       % r.kver).stdout
         assert "alias virtio:d00000005v* virtio_balloon" in alias, alias
         assert re.search(r"alias dmi:\*:svnVMware\*:\* vmw_balloon", alias), alias
         dep = r.run("modprobe -S %s --show-depends virtio_balloon" % r.kver).stdout
         assert dep.count("/updates/dkms/virtio_balloon.ko") == 1, dep
+
+        r.apt("remove " + fake_pkgs)
+        with pkg.timed(timing, "%s install unbuildable kernel" % suite):
+            p = r.apt("install " + fake_debs, check=False)
+        print(p.stdout[-3000:])
+        assert p.returncode == 0, p.stdout
+        # one line per kernel hook (headers, image); bullseye's dkms prints
+        # it after its own "running auto installation service ...:" prefix
+        said = re.findall(r"balloon-dkms: kernel %s [^\n]*" % re.escape(fake), p.stdout)
+        assert len(said) == 2, p.stdout
+        assert len(set(said)) == 1 and "has no memory balloon support" in said[0], said
+        assert "Error!" not in p.stdout and "failed" not in p.stdout.lower(), p.stdout
+        assert_dpkg_clean(r)
+        assert r.run("dpkg-query -W -f='${Status}' " + fake_pkgs).stdout == \
+            "install ok installed" * 2
+        assert_ours(r)                      # the real kernel is untouched
 
         with pkg.timed(timing, "%s apt remove" % suite):
             p = r.apt("remove balloon-dkms")
@@ -289,9 +334,9 @@ def test_deb_install_remove(suite, timing):
         assert r.leftovers() == [], r.leftovers()
         assert_dpkg_clean(r)
         r.run("dpkg --purge balloon-dkms")
-        assert r.run("dpkg-query -W -f='${Status}' balloon-dkms 2>&1", check=False
-                     ).stdout.strip() in ("", "unknown ok not-installed") or \
-            "no packages found" in r.run("dpkg-query -W balloon-dkms 2>&1", check=False).stdout
+        assert "no packages found" in r.run("dpkg-query -W balloon-dkms 2>&1", check=False).stdout
+        r.apt("remove " + fake_pkgs)
+        assert_dpkg_clean(r)
 
 
 def test_deb_reinstall_and_upgrade(timing):
@@ -330,7 +375,7 @@ def test_kernel_upgrade(timing):
     with pkg.Root("bookworm") as r:
         install_deb(r, deb)
         old = r.kver
-        with pkg.timed(timing, "bookworm-backports kernel install (download cached)"):
+        with pkg.timed(timing, "bookworm-backports kernel install"):
             p = r.apt("install -t bookworm-backports linux-image-amd64 linux-headers-amd64",
                       timeout=3600)
         print(p.stdout[-4000:])
@@ -344,51 +389,6 @@ def test_kernel_upgrade(timing):
             r.apt("remove balloon-dkms")
         assert_intree(r, kver=new)
         assert_intree(r, kver=old)
-        assert r.leftovers() == [], r.leftovers()
-
-
-@pytest.mark.parametrize("suite", suites_quick_on_bookworm())
-def test_unbuildable_kernel(suite, work, timing):
-    """A kernel without memory balloon support (fake packages made from a
-    copy of the real headers with that support removed) installs and
-    removes cleanly next to balloon-dkms, before and after it: apt exits 0,
-    every package is configured, and the reason is one clear line."""
-    deb = pkg.build_deb()
-    with pkg.Root(suite) as r:
-        fake = r.kver.split("-")[0] + "-99-noballoon"
-        img, hdr = pkg.make_fake_kernel(r.path, r.kver, fake, os.path.join(work, "fake"))
-        install_deb(r, deb)
-        assert_ours(r)
-
-        with pkg.timed(timing, "%s install unbuildable kernel" % suite):
-            p = r.apt("install %s %s" % (r.install_file(img), r.install_file(hdr)), check=False)
-        print(p.stdout[-4000:])
-        assert p.returncode == 0, p.stdout
-        # one line per kernel hook (headers, image); bullseye's dkms prints
-        # it after its own "running auto installation service ...:" prefix
-        lines = re.findall(r"balloon-dkms: kernel %s [^\n]*" % re.escape(fake), p.stdout)
-        assert len(lines) == 2, p.stdout
-        assert len(set(lines)) == 1 and "has no memory balloon support" in lines[0], lines
-        assert "Error!" not in p.stdout and "failed" not in p.stdout.lower(), p.stdout
-        assert_dpkg_clean(r)
-        assert r.run("dpkg-query -W -f='${Status}' linux-image-%s linux-headers-%s" % (fake, fake)
-                     ).stdout == "install ok installed" * 2
-        assert not [m for m in MODULES if r.modinfo(m, kver=fake).find("/updates/") >= 0]
-        assert_ours(r)                      # the real kernel is untouched
-
-        # the package's own postinst with the fake kernel present
-        with pkg.timed(timing, "%s reinstall, unbuildable kernel present" % suite):
-            p = r.apt("install --reinstall %s" % r.install_file(deb), check=False)
-        print(p.stdout[-3000:])
-        assert p.returncode == 0, p.stdout
-        assert_dpkg_clean(r)
-        assert_ours(r)
-
-        p = r.apt("remove balloon-dkms", check=False)
-        assert p.returncode == 0, p.stdout
-        r.apt("remove linux-image-%s linux-headers-%s" % (fake, fake))
-        assert_dpkg_clean(r)
-        assert_intree(r)
         assert r.leftovers() == [], r.leftovers()
 
 
@@ -410,7 +410,7 @@ def test_rpm_scriptlets_in_debian_root(suite, timing):
         assert_ours(r)
         assert pkg.rpm_in_root(r, "-q balloon-dkms").stdout.strip() == \
             "balloon-dkms-%s-1.noarch" % VERSION
-        assert pkg.rpm_in_root(r, "-V balloon-dkms", check=False).stdout.strip() == ""
+        assert pkg.rpm_in_root(r, "-V --nodeps balloon-dkms", check=False).stdout.strip() == ""
 
         # rpm runs the new package's scripts before the old one's %preun:
         # a same-version reinstall must end with the modules installed
@@ -440,10 +440,17 @@ def test_rpm_scriptlets_in_debian_root(suite, timing):
 
 @pytest.mark.parametrize("suite", [s for s in ("bookworm", "sid")])
 def test_udev_autoloads_ours_in_vm(suite, work, make_vm, timing):
-    """The root with balloon-dkms installed, booted as a VM (ext4 image of
-    the root, our initramfs only mounts it): real systemd-udevd coldplug
-    loads OUR virtio_balloon by its modalias and binds it to the device."""
+    """The root with balloon-dkms installed, booted as a VM from an ext4
+    image of it (our initramfs only mounts it and loads nothing
+    balloon-related, and holds the kernel's own modules only): real
+    systemd-udevd coldplug in the root loads OUR modules by modalias.
+    1. QEMU with virtio-balloon: our virtio_balloon is loaded, bound to the
+       device, and inflates on a QMP target.
+    2. The emulated VMware host (tests/vmw-host plugin; the guest sees a
+       VMware CPU, vmport and DMI): our vmw_balloon is loaded through its
+       DMI alias and locks the pages the host asks for."""
     need_suite(suite)
+    from lib import vmwhost
     deb = pkg.build_deb()
     with pkg.Root(suite) as r:
         install_deb(r, deb)
@@ -452,16 +459,71 @@ def test_udev_autoloads_ours_in_vm(suite, work, make_vm, timing):
         img = os.path.join(work, "root.ext4")
         with pkg.timed(timing, "%s ext4 image of the root" % suite):
             roots.make_ext4(r.path, img)
-        kver = r.kver
-        # the initramfs holds only the kernel's own modules and loads
-        # nothing balloon-related: whatever loads ours is the root's udev
-        with pkg.timed(timing, "%s VM boot to shell (udev settled)" % suite):
-            vm = make_vm(r.base, root_disk=img, intree_only=True, name="pkg-" + suite)
-    before = re.search(r"VMH-MODULES-BEFORE-UDEV: (.*)", vm.console_text())
-    assert before and "virtio_balloon" not in before.group(1).split(), vm.console_tail(60)
-    assert vm.sh("cat /sys/module/virtio_balloon/version").strip() == VERSION
-    assert vm.sh("modinfo -n virtio_balloon").strip().startswith(
-        "/lib/modules/%s/updates/dkms/virtio_balloon.ko" % kver)
-    bound = vm.sh("ls /sys/bus/virtio/drivers/virtio_balloon/ 2>&1 || true")
+        base, kver = r.base, r.kver
+
+    def loaded_by_udev(vm, module):
+        before = re.search(r"VMH-MODULES-BEFORE-UDEV: (.*)", vm.console_text())
+        assert before and module not in before.group(1).split(), vm.console_tail(60)
+        assert vm.sh("cat /sys/module/%s/version" % module).strip() == VERSION
+        assert vm.sh("modinfo -n %s" % module).strip().startswith(
+            "/lib/modules/%s/updates/dkms/%s.ko" % (kver, module))
+
+    with pkg.timed(timing, "%s virtio VM boot to shell (udev settled)" % suite):
+        vm = make_vm(base, root_disk=img, intree_only=True, name="pkg-" + suite)
+    loaded_by_udev(vm, "virtio_balloon")
+    bound = vm.sh("ls /sys/bus/virtio/drivers/virtio_balloon/")
     assert re.search(r"\bvirtio\d+\b", bound), "virtio_balloon bound to no device: " + bound
-    vm.balloon_to(vm.query_balloon() - (64 << 20), timeout=300)
+    with pkg.timed(timing, "%s virtio VM inflate 64 MiB" % suite):
+        vm.balloon_to(vm.query_balloon() - (64 << 20), timeout=300)
+    vm.close()
+
+    vm = vmwhost.vmware_vm(base, kver=kver, mem_mb=1024, target=0, disk=img,
+                           append="vmh.root=/dev/vda", name="pkg-vmw-" + suite)
+    try:
+        with pkg.timed(timing, "%s VMware VM boot to shell (udev settled)" % suite):
+            vm.start()
+            vm.wait_boot()
+        loaded_by_udev(vm, "vmw_balloon")
+        vm.host.wait_state(lambda s: s["started"] == 1, 120, "guest START", alive=vm.check)
+        vm.host.set_target(4096)
+        with pkg.timed(timing, "%s VMware VM lock 16 MiB" % suite):
+            vm.host.wait_state(lambda s: s["locked_pages"] == 4096, 300, "4096 pages locked",
+                               alive=vm.check)
+    finally:
+        vm.close()
+
+
+def test_make_targets_on_fresh_debian(work, timing):
+    """`make dist`, `make deb`, `make rpm` and `make install` from the
+    release tarball on a fresh Debian (the bookworm root, which has no
+    debhelper, dh-dkms or rpm): each script installs what it needs with
+    apt-get, and `make install` ends with our modules installed."""
+    need_suite("bookworm")
+    tarball = sh("%s/scripts/mkdist.sh %s" % (pkg.REPO, work)).stdout.strip().splitlines()[-1]
+    name = os.path.basename(tarball)[:-len(".tar.gz")]
+    with pkg.Root("bookworm") as r:
+        for p in ("debhelper", "dh-dkms", "rpm"):
+            assert r.run("dpkg-query -W -f='${Status}' %s 2>/dev/null" % p,
+                         check=False).stdout != "install ok installed", p
+        # apt-get in the scripts keeps its downloads in the shared cache
+        with open(os.path.join(r.path, "etc/apt/apt.conf.d/99balloon-cache"), "w") as f:
+            f.write('Dir::Cache::Archives "%s/";\n' % r.archives)
+        src = r.install_file(tarball)
+        r.run("cd /tmp && tar -xzf %s" % src)
+        with pkg.timed(timing, "make deb on a fresh bookworm"):
+            p = r.run("cd /tmp/%s && make deb 2>&1" % name, check=False)
+        print(p.stdout[-3000:])
+        assert p.returncode == 0, p.stdout
+        with pkg.timed(timing, "make rpm on a fresh bookworm"):
+            p = r.run("cd /tmp/%s && make rpm 2>&1" % name, check=False)
+        assert p.returncode == 0, p.stdout
+        out = os.listdir(os.path.join(r.path, "tmp", name, "out"))
+        for f in ("balloon-dkms-%s.tar.gz" % VERSION, "balloon-dkms_%s_all.deb" % VERSION,
+                  "balloon-dkms-%s-1.noarch.rpm" % VERSION, "balloon-dkms-%s-1.src.rpm" % VERSION):
+            assert f in out, (f, out)
+        with pkg.timed(timing, "make install on a fresh bookworm"):
+            p = r.run("cd /tmp/%s && make install 2>&1" % name, check=False)
+        print(p.stdout[-3000:])
+        assert p.returncode == 0, p.stdout
+        assert_ours(r)
+        assert_dpkg_clean(r)
