@@ -16,7 +16,11 @@ GuestPool(suite, configs)        at most one VM of a suite at a time (the box
                                  (and closing the other one) when needed, and
                                  rebooting one that died or lost its device.
 BalloonGuest                     a booted VM plus what it looked like at boot
-    .vm, .ram, .memtotal0, .memfree0, .kver, .suite
+    .vm, .ram, .memtotal0, .free0 (kB, see free_kb()), .kver, .suite
+    .free_kb() -> int            free pages in kB: the buddy allocator's plus
+                                 those parked on per-cpu lists (MemFree leaves
+                                 those out, and after a deflate 6.12+ keeps
+                                 100 MiB there for a while)
     .vmstat() -> {name: int}     /proc/vmstat
     .debugfs() -> {key: str}     our driver's debugfs file ({} when absent)
     .features() -> int           negotiated feature bits of the balloon device
@@ -24,22 +28,24 @@ BalloonGuest                     a booted VM plus what it looked like at boot
     .load_ours() / .load_intree()
     .qemu_rss() -> bytes         resident memory of the QEMU process
     .to_full(timeout)            balloon back to all RAM
-    .assert_nothing_leaked()     actual == RAM, MemTotal as at boot, MemFree
-                                 back, balloon_inflate == balloon_deflate,
+    .assert_nothing_leaked()     actual == RAM, MemTotal as at boot, free
+                                 memory back, balloon_inflate == balloon_deflate,
                                  nr_balloon_pages 0 where the kernel has it
+    .wait_node_stat(name, want, what)   a /proc/vmstat node counter reaches want
 """
 import os
 import re
+import time
 
 from . import build, initramfs, roots
 from . import vm as vmlib
 
 GiB = vmlib.GiB
 MiB = vmlib.MiB
-# MemFree may legitimately be a little lower than at boot (slab, page
+# Free memory may legitimately be a little lower than at boot (slab, page
 # tables, the shell's own allocations); anything a leak would cost is far
 # more than this.
-MEMFREE_SLACK_KB = 48 * 1024
+FREE_SLACK_KB = 48 * 1024
 
 
 class Features:
@@ -103,9 +109,8 @@ class BalloonGuest:
         self.intree_path = intree_path
         self.ram = vm.mem_mb * MiB
         self.device_gone = False
-        mi = vm.meminfo()
-        self.memtotal0 = mi["MemTotal"]
-        self.memfree0 = mi["MemFree"]
+        self.memtotal0 = vm.meminfo()["MemTotal"]
+        self.free0 = self.free_kb()
 
     # guest views
     def vmstat(self):
@@ -115,6 +120,12 @@ class BalloonGuest:
             if v.strip().lstrip("-").isdigit():
                 out[k] = int(v)
         return out
+
+    def free_kb(self):
+        out = self.vm.sh("grep -w nr_free_pages /proc/vmstat; "
+                         "awk '$1 == \"count:\" { s += $2 } END { print s + 0 }' /proc/zoneinfo")
+        buddy, pcp = (int(w) for w in out.split()[1:3])
+        return (buddy + pcp) * 4
 
     def debugfs(self):
         rc, out = self.vm.shell("cat /sys/kernel/debug/virtio_balloon-virtio* 2>/dev/null")
@@ -169,9 +180,7 @@ class BalloonGuest:
         mi = vm.meminfo()
         assert mi["MemTotal"] == self.memtotal0, \
             "%s: MemTotal %d kB, %d kB at boot" % (what, mi["MemTotal"], self.memtotal0)
-        assert mi["MemFree"] >= self.memfree0 - MEMFREE_SLACK_KB, \
-            "%s: MemFree %d kB, %d kB at boot: pages not given back" % (
-                what, mi["MemFree"], self.memfree0)
+        self.assert_free_back(what)
         st = self.vmstat()
         assert st.get("balloon_inflate") == st.get("balloon_deflate"), \
             "%s: vmstat balloon_inflate %s != balloon_deflate %s" % (
@@ -179,11 +188,36 @@ class BalloonGuest:
         if self.suite == "sid":
             assert "nr_balloon_pages" in st, "7.x kernel without nr_balloon_pages?"
         if "nr_balloon_pages" in st:
-            assert st["nr_balloon_pages"] == 0, "%s: nr_balloon_pages %d" % (
-                what, st["nr_balloon_pages"])
+            self.wait_node_stat("nr_balloon_pages", 0, what)
         dbg = self.debugfs()
         if dbg:
             assert dbg["balloon_frames"] == "0", "%s: debugfs %r" % (what, dbg)
+
+
+    def wait_node_stat(self, name, want, what, timeout=15):
+        """Node and zone counters in /proc/vmstat lag behind by per-cpu
+        deltas until vmstat folds them in (every second): wait for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.vmstat().get(name)
+            if got == want:
+                return
+            assert time.monotonic() < deadline, "%s: %s is %s, expected %s" % (
+                what, name, got, want)
+            time.sleep(0.5)
+
+    def assert_free_back(self, what, timeout=30):
+        """Free memory is back to what it was at boot; pages on their way
+        back (being reported to the host) get `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            free = self.free_kb()
+            if free >= self.free0 - FREE_SLACK_KB:
+                return
+            assert time.monotonic() < deadline, \
+                "%s: %d kB free (buddy + per-cpu lists), %d kB at boot: pages not given back" % (
+                    what, free, self.free0)
+            time.sleep(0.5)
 
 
 class GuestPool:
