@@ -31,6 +31,7 @@
 #include <linux/io.h>
 #include <linux/kernel.h>
 #include <linux/list.h>
+#include <linux/math64.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/rwsem.h>
@@ -803,7 +804,8 @@ static void vmballoon_ctl_init(struct vmballoon_ctl *ctl,
 
 /*
  * Grow the balloon towards the target in batches: 2 MiB pages first, then
- * 4 KiB pages when large pages run out or the host refuses too many.
+ * 4 KiB pages when large pages run out, the host refuses too many or less
+ * than a large page is left to take.
  * Refused pages are held until the end, so the allocator does not hand
  * them to us again, and then freed.  The allocator tends to hand out the
  * pages freed last, which a host may be refusing as a set (pinned for
@@ -824,8 +826,18 @@ static void vmballoon_inflate(struct vmballoon *b)
 		unsigned int n;
 		bool allocated;
 
+		/*
+		 * Never more than asked: the change may be what is left
+		 * above the guest's reserve.  Less than a large page to
+		 * go is taken in 4 KiB pages.
+		 */
 		n = min_t(u64, VMW_BALLOON_BATCH_MAX_PAGES,
-			  DIV_ROUND_UP_ULL(change, frames));
+			  div_u64(change, frames));
+		if (!n) {
+			vmballoon_split_refused(&ctl);
+			ctl.page_size = VMW_BALLOON_4K_PAGE;
+			continue;
+		}
 		allocated = vmballoon_alloc(b, &ctl, n);
 
 		if (vmballoon_send(b, &ctl)) {
