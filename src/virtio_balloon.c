@@ -42,6 +42,7 @@
 #include "compat/compat.h"
 #include "compat/balloon.h"
 #include "compat/shrinker.h"
+#include "compat/slab.h"
 #include "compat/virtio.h"
 
 /* The balloon protocol counts in 4 KiB frames, whatever the page size. */
@@ -605,8 +606,11 @@ static void hint_report(struct virtio_balloon *vb)
 	if (err)
 		dev_err(dev, "free page hint: cannot send the command id: %d\n", err);
 
-	while (!err && virtio32_to_cpu(vb->vdev, vb->hint_id_active) == hint_host_id(vb))
+	/* Large guests hand over thousands of blocks: let others run. */
+	while (!err && virtio32_to_cpu(vb->vdev, vb->hint_id_active) == hint_host_id(vb)) {
 		err = hint_send_block(vb);
+		cond_resched();
+	}
 	if (err && err != -ENOMEM)
 		dev_err(dev, "free page hint: cannot send a block: %d\n", err);
 
@@ -936,7 +940,7 @@ static int virtballoon_probe(struct virtio_device *vdev)
 		return -EINVAL;
 	}
 
-	vb = kzalloc(sizeof(*vb), GFP_KERNEL);
+	vb = kzalloc_obj(*vb, GFP_KERNEL);
 	if (!vb)
 		return -ENOMEM;
 	vdev->priv = vb;

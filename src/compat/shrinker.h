@@ -35,7 +35,7 @@ static inline void *shrinker_private(struct shrinker *s)
 	return s->private_data;
 }
 #else
-#include <linux/slab.h>
+#include "compat/slab.h"
 
 struct compat_shrinker {
 	struct shrinker shrinker;
@@ -68,7 +68,7 @@ struct shrinker *shrinker_alloc(unsigned int flags, const char *fmt, ...)
 	/* No flag (memcg or NUMA awareness) is needed by the balloons. */
 	if (WARN_ON_ONCE(flags))
 		return NULL;
-	cs = kzalloc(sizeof(*cs), GFP_KERNEL);
+	cs = kzalloc_obj(*cs, GFP_KERNEL);
 	if (!cs)
 		return NULL;
 	va_start(ap, fmt);

@@ -128,11 +128,22 @@ static inline int compat_page_reporting_limits(struct page_reporting_dev_info *p
 #endif
 #define BALLOON_STATS_MAX 16
 
-/* 7.0: page scan and steal counts are node statistics, not vm events. */
+/*
+ * About 7.0: page scan and steal counts are node statistics, no longer vm
+ * events; @events is what all_vm_events() filled in.
+ */
 #ifdef HAVE_PGSCAN_NODE_STAT
-#define balloon_reclaim_stat(events, item) global_node_page_state(item)
+static inline unsigned long balloon_reclaim_stat(const unsigned long *events,
+						 enum node_stat_item item)
+{
+	return global_node_page_state(item);
+}
 #else
-#define balloon_reclaim_stat(events, item) ((events)[item])
+static inline unsigned long balloon_reclaim_stat(const unsigned long *events,
+						 enum vm_event_item item)
+{
+	return events[item];
+}
 #endif
 
 #endif /* BALLOON_COMPAT_VIRTIO_H */
