@@ -11,6 +11,8 @@ import uuid
 
 import pytest
 
+from lib import roots
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = os.environ.get("BALLOON_SUITES", "bullseye bookworm trixie sid").split()
 
@@ -37,7 +39,7 @@ def root_kver(root):
 
 
 class Scratch:
-    """A fresh copy of src/ inside a root's /tmp, with proc/dev mounted."""
+    """A fresh copy of src/ inside a root's /tmp; commands run chrooted there."""
 
     def __init__(self, root):
         self.root = root
@@ -47,7 +49,6 @@ class Scratch:
     def __enter__(self):
         shutil.copytree(os.path.join(REPO, "src"), self.path + "/src",
                         ignore=shutil.ignore_patterns("autoconf.h", ".probes", "*.o", "*.ko", ".*.cmd"))
-        sh(". %s/scripts/lib.sh; root_mount %s" % (REPO, self.root))
         self.overlay = None
         return self
 
@@ -82,13 +83,13 @@ class Scratch:
         self.overlay = target
 
     def run(self, cmd, timeout=900):
-        return subprocess.run(["chroot", self.root, "sh", "-c", cmd], capture_output=True,
-                              text=True, timeout=timeout)
+        # proc/dev live in a private mount namespace: other users of the
+        # same cached root are not disturbed, and nothing leaks.
+        return roots.chroot_run(self.root, cmd, check=False, timeout=timeout)
 
     def __exit__(self, *exc):
         if self.overlay:
             sh("umount %s" % self.overlay)
-        sh(". %s/scripts/lib.sh; root_umount %s" % (REPO, self.root))
         shutil.rmtree(self.path, ignore_errors=True)
 
 
