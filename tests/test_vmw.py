@@ -284,6 +284,11 @@ def refused_case(vm, status):
     settle(vm, 0)
     (vm.host.pin if status == "ppn_pinned" else vm.host.notneeded)(*before)
     vm.host.clear_stats()
+    # Whether the allocator hands those PFNs out again is its business (on
+    # 6.7+ freed pages linger on per-CPU lists); the first lock entries of
+    # the next round are refused with the same status in any case, so the
+    # refused-page path is always exercised.
+    vm.host.refuse_next(16, status)
     vm.host.set_target(4096)
     st, _ = settle(vm, 4096)
     held = set(vm.host.locked())
@@ -314,8 +319,11 @@ def test_absurd_targets(fresh):
     # it stops short of the guest's reserve (1/32 of RAM available), and
     # the guest keeps working
     vm.wait_console(r"vmw_balloon: guest memory is low: holding the balloon", STEP)
+    # MemAvailable leaves out pages parked on the per-CPU free lists, which
+    # 6.7+ kernels grow after bulk frees; they are free memory all the same.
     mi = vm.meminfo()
-    assert mi["MemAvailable"] >= mi["MemTotal"] // 32 - 4096, mi
+    pcp_kb = int(vm.sh("awk '$1 == \"count:\" { n += $2 } END { print n * 4 }' /proc/zoneinfo"))
+    assert mi["MemAvailable"] + pcp_kb >= mi["MemTotal"] // 32 - 4096, (mi, pcp_kb)
     assert vmwhost.guest_vmmemctl(vm)["current"] > (MEM_MB - 128) * 256
     assert vm.sh("echo alive").strip() == "alive"
     msgs = [ln for ln in vm.dmesg().splitlines() if "more than the guest" in ln]
