@@ -17,6 +17,8 @@ Root(suite)                      context manager: a throwaway overlay of the
   .apt(args, timeout=)           apt-get with the persistent archive cache
                                  $BALLOON_CACHE/apt/<suite> (downloads are
                                  kept there, so a second run is offline)
+  .archive_lock()                context manager: hold that cache's lock
+                                 (for apt run by scripts inside the root)
   .install_file(path) -> path    copy a host file into the root's /tmp
   .modinfo(module, field=None, kver=None) -> str ('' if not found)
   .dkms_status() -> str
@@ -40,6 +42,7 @@ rpm_in_root(root, args) -> CompletedProcess
                                  dkms)
 """
 import contextlib
+import fcntl
 import functools
 import glob
 import os
@@ -81,9 +84,7 @@ def tree_for(version):
     with the Makefile's VERSION changed and `make stamp` applied."""
     if version == VERSION:
         return REPO
-    base = roots.work_dir("pkg", "tree-" + version)
-    shutil.rmtree(base, ignore_errors=True)
-    os.makedirs(base)
+    base = _private_dir("tree-" + version)
     tarball = sh("%s/scripts/mkdist.sh %s" % (REPO, base)).stdout.strip().splitlines()[-1]
     with tarfile.open(tarball) as t:
         t.extractall(base)
@@ -97,11 +98,23 @@ def tree_for(version):
     return tree
 
 
+def _private_dir(name):
+    """$BALLOON_WORK/pkg/<name>-<pid>, fresh; directories of processes that
+    are gone are removed (two test runs may share the work area)."""
+    base = roots.work_dir("pkg")
+    for d in glob.glob(os.path.join(base, "*-p[0-9]*")):
+        pid = d.rsplit("-p", 1)[1]
+        if pid.isdigit() and not os.path.exists("/proc/" + pid):
+            shutil.rmtree(d, ignore_errors=True)
+    d = os.path.join(base, "%s-p%d" % (name, os.getpid()))
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
 def _build(script, kind, version, name):
     version = version or VERSION
-    out = roots.work_dir("pkg", "%s-%s" % (kind, version))
-    shutil.rmtree(out)
-    os.makedirs(out)
+    out = _private_dir("%s-%s" % (kind, version))
     p = sh("%s/scripts/%s %s" % (tree_for(version), script, out), timeout=900)
     path = p.stdout.strip().splitlines()[-1]
     assert path == os.path.join(out, name % version) and os.path.isfile(path), p.stdout
@@ -147,16 +160,28 @@ class Root:
         return roots.chroot_run(self.path, cmd, check=check, timeout=timeout,
                                 binds=(self.archives,))
 
+    @contextlib.contextmanager
+    def archive_lock(self):
+        """Serialises users of the shared archive directory (apt refuses
+        to run while another apt holds its lock there)."""
+        with open(os.path.join(self.archives, ".balloon-lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def apt(self, args, check=True, timeout=1800):
         """apt-get ARGS; on a failed download (the root's package lists are
         older than the mirror) refresh the lists once and retry."""
         cmd = ("apt-get -y -q -o Dir::Cache::Archives=%s/ "
                "-o APT::Keep-Downloaded-Packages=true %s" % (self.archives, args))
-        p = self.run(cmd, check=False, timeout=timeout)
-        if p.returncode != 0 and re.search(r"(Failed to fetch|Unable to locate|"
-                                           r"has no installation candidate|404)", p.stdout):
-            self.run("apt-get -q update", timeout=timeout)
+        with self.archive_lock():
             p = self.run(cmd, check=False, timeout=timeout)
+            if p.returncode != 0 and re.search(r"(Failed to fetch|Unable to locate|"
+                                               r"has no installation candidate|404)", p.stdout):
+                self.run("apt-get -q update", timeout=timeout)
+                p = self.run(cmd, check=False, timeout=timeout)
         if check and p.returncode != 0:
             raise roots.RootCommandError(self.path, cmd, p.returncode, p.stdout)
         return p
