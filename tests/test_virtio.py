@@ -50,13 +50,24 @@ def pool(suite):
     p.close()
 
 
-def _ready(pool, name):
-    g = pool.get(name)
-    vm = g.vm
+def _reset(g):
     if g.driver_version() != VERSION or not g.bound():
         g.load_ours()
-    if vm.query_balloon() != g.ram:
+    if g.vm.query_balloon() != g.ram:
         g.to_full(STEP)
+
+
+def _ready(pool, name):
+    """The pool's VM with our driver bound and the balloon empty; a VM an
+    earlier failure left unusable is replaced by a fresh boot."""
+    g = pool.get(name)
+    try:
+        _reset(g)
+    except Exception as e:
+        print("VM %s unusable after an earlier test (%s): booting a new one" % (g.vm.name, e))
+        pool.close()
+        g = pool.get(name)
+        _reset(g)
     return g
 
 
