@@ -978,13 +978,14 @@ static int virtballoon_probe(struct virtio_device *vdev)
 	}
 
 	write_poison_val(vb);
-	reporting_start(vb);
 
 	/* The balloon cannot wake the system, but it keeps it awake to work. */
 	vb->ws = wakeup_source_register(&vdev->dev, "virtio-balloon");
 	vb_debugfs_init(vb);
 
 	virtio_device_ready(vdev);
+	/* Reports may start at once: only once the device is live. */
+	reporting_start(vb);
 
 	if (towards_target(vb))
 		virtballoon_changed(vdev);
@@ -1077,8 +1078,8 @@ static int virtballoon_restore(struct virtio_device *vdev)
 		return err;
 
 	write_poison_val(vb);
-	reporting_start(vb);
 	virtio_device_ready(vdev);
+	reporting_start(vb);
 
 	if (towards_target(vb))
 		virtballoon_changed(vdev);
