@@ -165,13 +165,14 @@ def test_compaction_migrates_balloon_pages(std):
                     "CONFIG_BALLOON_MIGRATION or CONFIG_COMPACTION not set)" % std.kver)
     vm = std.vm
     assert std.dbg_int("migration") == 1
-    # A fresh guest hands out its highest pages first, where compaction
-    # (moving pages from the bottom of a zone to free space at the top)
-    # never looks.  Fill the top with a tmpfs file, inflate below it, and
-    # free the top again: now balloon pages sit where compaction moves
-    # pages from.
-    vm.sh("dd if=/dev/zero of=/tmp/vb-fill bs=1M count=768", timeout=STEP)
-    vm.balloon_to(1536 * MiB, STEP)
+    # Compaction moves pages from the bottom of a zone into partly used
+    # pageblocks near the top (never into wholly free ones), so where the
+    # balloon's pages land decides whether it finds any.  Write a tmpfs
+    # file while the balloon inflates, then delete it: the two interleave
+    # everywhere and the file leaves holes next to balloon pages.
+    vm.balloon(1536 * MiB)
+    vm.sh("dd if=/dev/zero of=/tmp/vb-fill bs=1M count=256 2>/dev/null", timeout=STEP)
+    vm.wait_actual(1536 * MiB, STEP)
     vm.sh("rm /tmp/vb-fill")
     before = std.vmstat()
     vm.sh("echo 1 > /proc/sys/vm/compact_memory", timeout=STEP)
