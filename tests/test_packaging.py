@@ -291,6 +291,8 @@ def test_deb_lifecycle(suite, work, timing):
         fake_pkgs = "linux-image-%s linux-headers-%s" % (fake, fake)
         r.apt("install " + fake_debs)
         assert_dpkg_clean(r)
+        intree = r.run("cd /lib/modules/%s && sha256sum kernel/drivers/virtio/virtio_balloon.ko* "
+                       "kernel/drivers/misc/vmw_balloon.ko*" % r.kver).stdout
 
         with pkg.timed(timing, "%s apt install (dkms build)" % suite):
             p = install_deb(r, deb)
@@ -310,6 +312,10 @@ def test_deb_lifecycle(suite, work, timing):
         assert re.search(r"alias dmi:\*:svnVMware\*:\* vmw_balloon", alias), alias
         dep = r.run("modprobe -S %s --show-depends virtio_balloon" % r.kver).stdout
         assert dep.count("/updates/dkms/virtio_balloon.ko") == 1, dep
+        # dkms >= 3.0.4 signs with its MOK key (Secure Boot); 2.8 does not
+        if suite != "bullseye":
+            for m in MODULES:
+                assert r.modinfo(m, "signer"), "%s is not signed" % m
 
         r.apt("remove " + fake_pkgs)
         with pkg.timed(timing, "%s install unbuildable kernel" % suite):
@@ -333,6 +339,16 @@ def test_deb_lifecycle(suite, work, timing):
         assert_intree(r)
         assert r.leftovers() == [], r.leftovers()
         assert_dpkg_clean(r)
+        # dkms >= 3.1 moves the kernel's modules aside while ours are
+        # installed: they must come back exactly, owned by the kernel package
+        assert r.run("cd /lib/modules/%s && sha256sum kernel/drivers/virtio/virtio_balloon.ko* "
+                     "kernel/drivers/misc/vmw_balloon.ko*" % r.kver).stdout == intree
+        owner = r.run("dpkg -S /lib/modules/%s/kernel/drivers/virtio 2>/dev/null || "
+                      "dpkg -S /usr/lib/modules/%s/kernel/drivers/virtio" % (r.kver, r.kver)
+                      ).stdout.split(":")[0].replace(",", " ").split()
+        assert owner and all(o.startswith(("linux-image-", "linux-modules-")) for o in owner), owner
+        verify = r.run("dpkg --verify " + " ".join(owner), check=False).stdout
+        assert verify.strip() == "", "kernel package files changed:\n" + verify
         r.run("dpkg --purge balloon-dkms")
         assert "no packages found" in r.run("dpkg-query -W balloon-dkms 2>&1", check=False).stdout
         r.apt("remove " + fake_pkgs)
