@@ -84,6 +84,14 @@ def assert_dpkg_clean(r):
     assert not bad, "packages not fully installed:\n" + "\n".join(bad)
 
 
+def tree_src_files():
+    """The files of src/ that are source (what git would not ignore), as
+    the release tarball has them."""
+    out = sh("git -C %s ls-files --cached --others --exclude-standard src" % pkg.REPO).stdout
+    return {f[len("src/"):] for f in out.split()
+            if os.path.exists(os.path.join(pkg.REPO, f))}
+
+
 def install_deb(r, deb):
     p = r.apt("install %s" % r.install_file(deb), timeout=1800)
     print(p.stdout[-3000:])
@@ -167,9 +175,10 @@ def test_deb_contents_and_lintian(timing):
 
     files = sh("dpkg-deb -c %s | awk '{print $6}'" % deb).stdout.split()
     src = "./usr/src/balloon-%s/" % VERSION
-    for f in ("dkms.conf", "src/Makefile", "src/Kbuild", "src/version.h",
-              "src/compat/conftest.sh"):
-        assert src + f in files, "%s missing from the .deb" % f
+    # exactly the source files of the tree's src/, plus dkms.conf
+    want = {"src/" + f for f in tree_src_files()} | {"dkms.conf"}
+    got = {f[len(src):] for f in files if f.startswith(src) and not f.endswith("/")}
+    assert got == want, "only in the .deb: %s; missing: %s" % (sorted(got - want), sorted(want - got))
     built = [f for f in files if re.search(r"\.(ko|o|mod|cmd)$|autoconf\.h$|/\.probes/", f)]
     assert not built, "build products in the package: %s" % built
     outside = [f for f in files if not f.startswith((src, "./usr/share/doc/balloon-dkms/"))
@@ -217,8 +226,11 @@ def test_rpm_contents_and_rpmlint(work, timing):
     assert not [r for r in req if "kernel" in r], "a kernel-devel dependency: %s" % req
     files = sh("rpm -qpl %s" % rpm).stdout.split()
     src = "/usr/src/balloon-%s/" % VERSION
-    for f in ("dkms.conf", "src/Makefile", "src/Kbuild", "src/version.h"):
-        assert src + f in files, f
+    want = {"src/" + f for f in tree_src_files()} | {"dkms.conf"}
+    dirs = set(sh("rpm -qp --qf '[%%{FILENAMES} %%{FILEMODES:perms}\\n]' %s | "
+                  "awk '$2 ~ /^d/ {print $1}'" % rpm).stdout.split())
+    got = {f[len(src):] for f in files if f.startswith(src) and f not in dirs}
+    assert got == want, "only in the .rpm: %s; missing: %s" % (sorted(got - want), sorted(want - got))
     assert not [f for f in files if re.search(r"\.(ko|o)$|autoconf\.h$", f)]
     assert not [f for f in files if not f.startswith((src, "/usr/share/doc/balloon-dkms",
                                                       "/usr/share/licenses/balloon-dkms"))
