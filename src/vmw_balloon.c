@@ -809,13 +809,18 @@ static void vmballoon_ctl_init(struct vmballoon_ctl *ctl,
  * Refused pages are held until the end, so the allocator does not hand
  * them to us again, and then freed.  The allocator tends to hand out the
  * pages freed last, which a host may be refusing as a set (pinned for
- * I/O): up to as many refused 4 KiB pages as this inflation asked for are
- * held, so such a set is passed in one round instead of stalling it.
+ * I/O), interleaved with pages it takes: 4 KiB inflation goes on while
+ * the host keeps taking some pages, and gives up only after as many
+ * refusals in a row as this inflation asked for (at least
+ * VMW_BALLOON_MAX_REFUSED), so such a set is passed in one round instead
+ * of being freed and met again in every round.  The guest's reserve
+ * bounds what is held: held pages are not available memory.
  */
 static void vmballoon_inflate(struct vmballoon *b)
 {
 	s64 change = vmballoon_change(b);
 	struct vmballoon_ctl ctl;
+	unsigned int run_from = 0;	/* n_refused when the host last took a page */
 	u64 max_refused_4k;
 
 	max_refused_4k = max_t(s64, VMW_BALLOON_MAX_REFUSED, change);
@@ -836,6 +841,7 @@ static void vmballoon_inflate(struct vmballoon *b)
 		if (!n) {
 			vmballoon_split_refused(&ctl);
 			ctl.page_size = VMW_BALLOON_4K_PAGE;
+			run_from = 0;
 			continue;
 		}
 		allocated = vmballoon_alloc(b, &ctl, n);
@@ -847,17 +853,20 @@ static void vmballoon_inflate(struct vmballoon *b)
 			ctl.n_pages = 0;
 			break;
 		}
+		if (ctl.n_pages)
+			run_from = ctl.n_refused;
 		atomic64_add((u64)ctl.n_pages * frames, &b->size);
 		vmballoon_enqueue(b, &ctl.pages, ctl.page_size);
 		ctl.n_pages = 0;
 
 		if (ctl.page_size == VMW_BALLOON_4K_PAGE) {
-			if (!allocated || ctl.n_refused >= max_refused_4k)
+			if (!allocated || ctl.n_refused - run_from >= max_refused_4k)
 				break;
 		} else if (!allocated ||
 			   ctl.n_refused >= VMW_BALLOON_MAX_REFUSED) {
 			vmballoon_split_refused(&ctl);
 			ctl.page_size = VMW_BALLOON_4K_PAGE;
+			run_from = 0;
 		}
 		cond_resched();
 	}
