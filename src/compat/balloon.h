@@ -30,7 +30,10 @@
  * not race with a migration of the same page.
  *
  * The state kept here is per module: each module drives one kind of
- * balloon and all its devices share the same callback and policy.
+ * balloon and all its devices share the same callback and policy.  A
+ * machine has one balloon of a kind (QEMU refuses a second virtio-balloon
+ * device, VMware has one backdoor), so the per-module managed-page policy
+ * is the device's.
  */
 #ifndef BALLOON_COMPAT_BALLOON_H
 #define BALLOON_COMPAT_BALLOON_H
@@ -202,31 +205,33 @@ static inline void balloon_compat_inode_put(struct balloon_dev_info *b)
 #endif
 
 /*
- * Initialise @b.  @migrate (may be NULL) is the host-only migration
- * callback; @adjust_managed says whether ballooned pages leave MemTotal.
+ * Initialise @b.  @migrate is the host-only migration callback and must be
+ * given: before 7.x every enqueued page is movable when the kernel has
+ * balloon compaction, and the core calls the device's callback without
+ * checking it.  @adjust_managed says whether ballooned pages leave
+ * MemTotal.
  */
 static inline int balloon_compat_init(struct balloon_dev_info *b,
 				      balloon_migrate_t migrate,
 				      bool adjust_managed)
 {
+	int err __maybe_unused;
+
 	balloon_devinfo_init(b);
 	balloon_compat_adjust = adjust_managed;
 #ifdef HAVE_BALLOON_ADJUST_MANAGED
 	b->adjust_managed_page_count = adjust_managed;
 #endif
 #ifdef BALLOON_COMPAT_MIGRATION
-	if (migrate) {
-		int err = balloon_compat_inode_get(b);
-
-		if (err)
-			return err;
+	err = balloon_compat_inode_get(b);
+	if (err)
+		return err;
 #ifdef HAVE_BALLOON_ADJUST_MANAGED
-		b->migratepage = migrate;
+	b->migratepage = migrate;
 #else
-		balloon_compat_host_migrate = migrate;
-		b->migratepage = balloon_compat_migratepage;
+	balloon_compat_host_migrate = migrate;
+	b->migratepage = balloon_compat_migratepage;
 #endif
-	}
 #endif
 	return 0;
 }
