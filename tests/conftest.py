@@ -11,7 +11,8 @@
                    use lib.roots.overlay())
     kver(root)  -> its kernel release
     work        -> a fresh per-test directory under $BALLOON_WORK/tests/
-    make_vm     -> make_vm(root=None, **kw) boots VM.for_root(root, **kw)
+    make_vm     -> make_vm(root=None, factory=None, **kw) boots VM.for_root(root, **kw)
+                   (or factory(**kw)) and closes it after the test
                    (or VM(**kw) without root) and closes it after the test
     timing      -> timing(key, seconds): recorded, printed in the summary
                    and written to $BALLOON_WORK/results/timings.json
@@ -96,12 +97,15 @@ def work(request):
 def make_vm():
     made = []
 
-    def boot(root=None, **kw):
-        v = vmlib.VM.for_root(root, **kw) if root else vmlib.VM(**kw)
-        made.append(v)
-        v.start()
-        v.wait_boot()
-        return v
+    def boot(root=None, factory=None, **kw):
+        def make():
+            if factory:
+                v = factory(**kw)
+            else:
+                v = vmlib.VM.for_root(root, **kw) if root else vmlib.VM(**kw)
+            made.append(v)
+            return v
+        return vmlib.boot(make)
 
     yield boot
     for v in made:

@@ -505,12 +505,11 @@ def test_udev_autoloads_ours_in_vm(suite, work, make_vm, timing):
         vm.balloon_to(vm.query_balloon() - (64 << 20), timeout=300)
     vm.close()
 
-    vm = vmwhost.vmware_vm(base, kver=kver, mem_mb=1024, target=0, disk=img,
-                           append="vmh.root=/dev/vda", name="pkg-vmw-" + suite)
+    with pkg.timed(timing, "%s VMware VM boot to shell (udev settled)" % suite):
+        vm = make_vm(factory=lambda: vmwhost.vmware_vm(
+            base, kver=kver, mem_mb=1024, target=0, disk=img,
+            append="vmh.root=/dev/vda", name="pkg-vmw-" + suite))
     try:
-        with pkg.timed(timing, "%s VMware VM boot to shell (udev settled)" % suite):
-            vm.start()
-            vm.wait_boot()
         loaded_by_udev(vm, "vmw_balloon")
         vm.host.wait_state(lambda s: s["started"] == 1, 120, "guest START", alive=vm.check)
         vm.host.set_target(4096)

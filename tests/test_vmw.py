@@ -23,6 +23,7 @@ import time
 import pytest
 
 from lib import build, roots, vmwhost
+from lib import vm as vmlib
 from lib.vmwhost import CAP_BASIC, CAP_BATCHED, CAP_BATCHED_2M, CAP_64BIT_TARGET
 
 MEM_MB = 512
@@ -57,11 +58,9 @@ def ko(suite):
 def vm(suite, ko):
     """The VMware-looking guest of this suite, with our module installed
     under updates/ (the kernel's own is still in the initramfs)."""
-    v = vmwhost.vmware_vm(roots.root(suite), ko=[ko], mem_mb=MEM_MB, smp=2,
-                          append="page_poison=1", boot_timeout=300,
-                          name="vmw-" + suite)
-    v.start()
-    v.wait_boot()
+    v = vmlib.boot(lambda: vmwhost.vmware_vm(roots.root(suite), ko=[ko], mem_mb=MEM_MB,
+                                             smp=2, append="page_poison=1",
+                                             boot_timeout=300, name="vmw-" + suite))
     v.sh("modprobe vmw_vmci")
     v.intree = v.sh("find /lib/modules/*/kernel -name 'vmw_balloon.ko*'").strip()
     yield v
@@ -90,22 +89,11 @@ def load(vm, params=""):
 
 def settle(vm, pages, slack=0, timeout=STEP):
     """Wait until host and guest agree on a balloon of pages (+ slack)."""
-    def near(n):
-        return pages <= n <= pages + slack
-    vm.host.wait_state(lambda s: near(s["locked_pages"]), timeout,
-                       "host locked_pages ~ %d" % pages, alive=vm.check)
-    g = vmwhost.wait_guest(vm, lambda g: near(g["current"]), timeout,
-                           "guest current ~ %d" % pages)
-    st = vm.host.state()
-    assert st["locked_pages"] == g["current"], vm.host_context()
-    return st, g
+    return vmwhost.settle(vm, pages, slack, timeout)
 
 
 def invariants(vm):
-    st = vm.host.state()
-    for k in ("protocol_errors", "poison_violations", "host_errors"):
-        assert st[k] == 0, "%s = %d: %s\n%s" % (k, st[k], st["last_error"],
-                                                 vm.host_context())
+    st = vmwhost.assert_clean(vm)
     g = vmwhost.guest_vmmemctl(vm)
     assert g["current"] == st["locked_pages"], vm.host_context()
     return st, g

@@ -30,22 +30,13 @@ def guest_root():
 
 
 @pytest.fixture
-def vmw(guest_root):
+def vmw(guest_root, make_vm):
     """vmw(**kw) boots a VMware-looking guest with the plugin host."""
-    made = []
-
     def boot(**kw):
         kw.setdefault("mem_mb", MEM_MB)
         kw.setdefault("boot_timeout", BOOT_TIMEOUT)
-        v = vmwhost.vmware_vm(guest_root, **kw)
-        made.append(v)
-        v.start()
-        v.wait_boot()
-        return v
-
-    yield boot
-    for v in made:
-        v.close()
+        return make_vm(factory=lambda **k: vmwhost.vmware_vm(guest_root, **k), **kw)
+    return boot
 
 
 def load_driver(vm):

@@ -247,39 +247,18 @@ class GuestPool:
         if c is not None and c.name == name and c.vm.alive() and not c.device_gone:
             return c
         self.close()
-        try:
-            v = self._boot(name)
-        except vmlib.GuestCrash as e:
-            # The kernel died before loading any module (seen: an int3
-            # Oops from code patching under multi-vCPU TCG): not ours, and
-            # worth one more boot.  A crash once a module is in is not.
-            lists = re.findall(r"Modules linked in:([^\r\n]*)", e.console)
-            if not lists or any(m.strip() for m in lists):
-                raise
-            print("guest %s-%s crashed while booting, before loading any module; "
-                  "booting again:\n%s" % (self.suite, name, str(e)[:3000]))
-            v = self._boot(name)
+        v = self._boot(name)
         self.cur = BalloonGuest(self.suite, name, v, self.kver, self._intree_path())
         return self.cur
 
     def _boot(self, name):
         cfg = self.configs[name]
-        v = vmlib.VM.for_root(self.root, ko=[self.ko], kver=self.kver,
-                              name="virtio-%s-%s" % (self.suite, name),
-                              balloon_opts=cfg.get("balloon_opts"),
-                              extra_args=cfg.get("extra_args", ()),
-                              append=cfg.get("append", ""))
-        try:
-            v.start()
-            v.wait_boot()
-        except vmlib.GuestCrash as e:
-            e.console = v.console_text()
-            v.close()
-            raise
-        except BaseException:
-            v.close()
-            raise
-        return v
+        return vmlib.boot(lambda: vmlib.VM.for_root(
+            self.root, ko=[self.ko], kver=self.kver,
+            name="virtio-%s-%s" % (self.suite, name),
+            balloon_opts=cfg.get("balloon_opts"),
+            extra_args=cfg.get("extra_args", ()),
+            append=cfg.get("append", "")))
 
     def close(self):
         if self.cur is not None:
