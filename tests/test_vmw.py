@@ -289,6 +289,33 @@ def refused_case(vm, status):
     settle(vm, 0)
 
 
+def test_host_refuses_everything(fresh):
+    """A host that refuses every page for a while (six times the request,
+    in a row) costs the guest nothing: each round gives up after as many
+    refusals in a row as it asked for and frees the pages it held, so no
+    round hangs and no page is lost; once the host takes pages again the
+    balloon reaches the target."""
+    vm = fresh
+    unload(vm)
+    vm.host.set_caps(CAPS_4K)
+    load(vm)
+    free0 = mem_free_kb(vm)
+    want, refusals = 4096, 6 * 4096
+    vm.host.refuse_next(refusals, "ppn_notneeded")
+    vm.host.set_target(want)
+    vm.host.wait_state(lambda s: s["refuse_left"] == 0, STEP,
+                       "host refused %d entries" % refusals, alive=vm.check)
+    st, _ = settle(vm, want)
+    assert st["refused_entries"] == refusals, vm.host_context()
+    out = vm.sh("cat /sys/kernel/debug/vmmemctl")
+    refused = int(re.search(r"errAlloc\s*\(4k\):\s+(\d+)$", out, re.M).group(1))
+    assert refused == refusals, out
+    vm.host.set_target(0)
+    settle(vm, 0)
+    # 24576 refused pages are 96 MiB: any of them kept would show here
+    assert mem_free_kb(vm) >= free0 - 8 * 1024, (free0, mem_free_kb(vm))
+
+
 def test_absurd_targets(fresh):
     """Targets the host has no business sending: beyond guest RAM, beyond
     32 and 64 bits.  The guest clamps them to its RAM with one message,
