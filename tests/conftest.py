@@ -11,9 +11,9 @@
                    use lib.roots.overlay())
     kver(root)  -> its kernel release
     work        -> a fresh per-test directory under $BALLOON_WORK/tests/
-    make_vm     -> make_vm(root=None, factory=None, **kw) boots VM.for_root(root, **kw)
-                   (or factory(**kw)) and closes it after the test
-                   (or VM(**kw) without root) and closes it after the test
+    make_vm     -> make_vm(root=None, factory=None, **kw) boots factory(**kw),
+                   else VM.for_root(root, **kw), else VM(**kw), through
+                   lib.vm.boot(), and closes it after the test
     timing      -> timing(key, seconds): recorded, printed in the summary
                    and written to $BALLOON_WORK/results/timings.json
 - Any failing test that had a VM alive gets that VM's console log (path and

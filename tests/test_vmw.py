@@ -99,18 +99,25 @@ def invariants(vm):
     return st, g
 
 
-def mem_free_kb(vm):
-    """Free memory in KiB: MemFree plus the pages on the per-CPU free lists.
+def meminfo_pcp(vm):
+    """(/proc/meminfo in kB, KiB free on the per-CPU lists), read by one
+    shell command.
 
-    MemFree counts only the buddy allocator's free pages.  Freed order-0
-    pages go to the freeing CPU's list first; since 6.7 those lists grow
-    while a CPU frees many pages and shrink again over seconds, so right
-    after a deflation several MiB of returned pages are free but not in
-    MemFree (6.12, 7.x).  Both numbers come from one shell command."""
-    out = vm.sh("grep '^MemFree:' /proc/meminfo; grep -E '^ +count: ' /proc/zoneinfo")
-    free = int(re.search(r"^MemFree:\s+(\d+) kB$", out, re.M).group(1))
+    MemFree and MemAvailable count only the buddy allocator's free pages.
+    Freed order-0 pages go to the freeing CPU's list first; since 6.7 those
+    lists grow while a CPU frees many pages and shrink again over seconds,
+    so right after a deflation several MiB of returned pages are free but
+    in neither figure (6.12, 7.x)."""
+    out = vm.sh("cat /proc/meminfo; grep -E '^ +count: ' /proc/zoneinfo")
+    mi = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+)", out, re.M)}
     pcp = sum(int(n) for n in re.findall(r"^\s+count:\s+(\d+)$", out, re.M))
-    return free + pcp * 4               # x86_64: 4 KiB pages
+    return mi, pcp * 4                  # x86_64: 4 KiB pages
+
+
+def mem_free_kb(vm):
+    """Free memory in KiB: MemFree plus the pages on the per-CPU lists."""
+    mi, pcp_kb = meminfo_pcp(vm)
+    return mi["MemFree"] + pcp_kb
 
 
 @pytest.fixture
@@ -334,10 +341,8 @@ def test_absurd_targets(fresh):
     # it stops short of the guest's reserve (1/32 of RAM available), and
     # the guest keeps working
     vm.wait_console(r"vmw_balloon: guest memory is low: holding the balloon", STEP)
-    # MemAvailable leaves out pages parked on the per-CPU free lists, which
-    # 6.7+ kernels grow after bulk frees; they are free memory all the same.
-    mi = vm.meminfo()
-    pcp_kb = int(vm.sh("awk '$1 == \"count:\" { n += $2 } END { print n * 4 }' /proc/zoneinfo"))
+    # pages parked on the per-CPU lists are available all the same
+    mi, pcp_kb = meminfo_pcp(vm)
     assert mi["MemAvailable"] + pcp_kb >= mi["MemTotal"] // 32 - 4096, (mi, pcp_kb)
     assert vmwhost.guest_vmmemctl(vm)["current"] > (MEM_MB - 128) * 256
     assert vm.sh("echo alive").strip() == "alive"

@@ -247,18 +247,15 @@ class GuestPool:
         if c is not None and c.name == name and c.vm.alive() and not c.device_gone:
             return c
         self.close()
-        v = self._boot(name)
-        self.cur = BalloonGuest(self.suite, name, v, self.kver, self._intree_path())
-        return self.cur
-
-    def _boot(self, name):
         cfg = self.configs[name]
-        return vmlib.boot(lambda: vmlib.VM.for_root(
+        v = vmlib.boot(lambda: vmlib.VM.for_root(
             self.root, ko=[self.ko], kver=self.kver,
             name="virtio-%s-%s" % (self.suite, name),
             balloon_opts=cfg.get("balloon_opts"),
             extra_args=cfg.get("extra_args", ()),
             append=cfg.get("append", "")))
+        self.cur = BalloonGuest(self.suite, name, v, self.kver, self._intree_path())
+        return self.cur
 
     def close(self):
         if self.cur is not None:

@@ -117,30 +117,29 @@ class GuestCommandError(RuntimeError):
         super().__init__("guest command %r -> rc %d:\n%s" % (cmd, rc, output[-3000:]))
 
 
-def boot(make):
+def boot(make, retry=True):
     """Start make()'s VM and wait for its shell.  A guest kernel that dies
     while booting before any module is linked in (seen: an int3 Oops from
     code patching under two TCG vCPUs on 7.2) is not the code under test
     and gets one more boot; a crash with modules in (udev may have loaded
     ours), any other failure or a second crash is raised."""
-    for attempt in (1, 2):
-        v = make()
-        try:
-            v.start()
-            v.wait_boot()
-            return v
-        except GuestCrash as e:
-            console = v.console_text()
-            v.close()
-            lists = re.findall(r"Modules linked in:([^\r\n]*)", console)
-            if attempt == 2 or not lists or any(m.strip() for m in lists):
-                raise
-            print("guest %s crashed while booting, before any module was loaded; "
-                  "booting again:\n%s" % (v.name, str(e)[:3000]))
-        except BaseException:
-            v.close()
+    v = make()
+    try:
+        v.start()
+        v.wait_boot()
+        return v
+    except GuestCrash as e:
+        console = v.console_text()
+        v.close()
+        lists = re.findall(r"Modules linked in:([^\r\n]*)", console)
+        if not retry or not lists or any(m.strip() for m in lists):
             raise
-    raise AssertionError("not reached")
+        print("guest %s crashed while booting, before any module was loaded; "
+              "booting again:\n%s" % (v.name, str(e)[:3000]))
+    except BaseException:
+        v.close()
+        raise
+    return boot(make, retry=False)
 
 
 def vms_between(t0, t1):
