@@ -57,14 +57,18 @@ def _reset(g):
         g.to_full(STEP)
 
 
-def _ready(pool, name):
-    """The pool's VM with our driver bound and the balloon empty; a VM an
-    earlier failure left unusable is replaced by a fresh boot."""
+def _ready(request, pool, name):
+    """The pool's VM with our driver bound and the balloon empty.  A VM an
+    earlier failed test left unusable is replaced by a fresh boot; after
+    passing tests, a VM that cannot be reset is this test's failure (a
+    driver that cannot deflate must not be hidden by a reboot)."""
     g = pool.get(name)
     try:
         _reset(g)
     except Exception as e:
-        print("VM %s unusable after an earlier test (%s): booting a new one" % (g.vm.name, e))
+        if not request.session.testsfailed:
+            raise
+        print("VM %s unusable after an earlier failure (%s): booting a new one" % (g.vm.name, e))
         pool.close()
         g = pool.get(name)
         _reset(g)
@@ -72,13 +76,13 @@ def _ready(pool, name):
 
 
 @pytest.fixture
-def std(pool):
-    return _ready(pool, "std")
+def std(request, pool):
+    return _ready(request, pool, "std")
 
 
 @pytest.fixture
-def full(pool):
-    return _ready(pool, "full")
+def full(request, pool):
+    return _ready(request, pool, "full")
 
 
 def frames(nbytes):
