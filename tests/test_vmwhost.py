@@ -563,3 +563,22 @@ def test_rogue_faults(rogue_vm):
     assert st["protocol_errors"] == 1 and "lock before START" in st["last_error"]
     assert st["reported_target"] == 1 << 40 and st["guest_limit"] == 1000
     assert st["host_errors"] == 0 and st["poison_violations"] == 0
+
+
+@pytest.mark.quick
+def test_rogue_flags_survive_call(rogue_vm):
+    """The host answers a backdoor call without disturbing anything but
+    rax/rbx/rcx: EFLAGS right after the IN are still the ones the ADD
+    before it left (all arithmetic flags clear, no TF/NT), 20000 times in
+    a row.  A host that resumes the guest from a plugin callback without
+    QEMU writing its lazily computed flags back fails this (every call
+    reported bad; an interrupt taken there pushes the same wrong flags,
+    the most likely cause of a double fault once seen after the in-tree
+    driver's IN)."""
+    vm = rogue_vm(target=0)
+    r = rogue_run(vm, "flags 20000", timeout=300)
+    f = fields(r[0].split(None, 1)[1])
+    assert f["calls"] == 20000 and f["bad"] == 0, r
+    st = vm.host.state()
+    assert st["host_errors"] == 0, st["last_error"]
+    assert st["protocol_errors"] == 0, st["last_error"]

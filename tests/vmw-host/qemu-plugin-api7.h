@@ -46,7 +46,7 @@ enum qemu_plugin_cb_flags {
 	QEMU_PLUGIN_CB_NO_REGS,
 	QEMU_PLUGIN_CB_R_REGS,
 	QEMU_PLUGIN_CB_RW_REGS,
-	QEMU_PLUGIN_CB_RW_REGS_PC,	/* required by qemu_plugin_set_pc() */
+	QEMU_PLUGIN_CB_RW_REGS_PC,	/* not used: see vmwbhost.c */
 };
 
 struct qemu_plugin_tb;
@@ -104,8 +104,5 @@ bool qemu_plugin_write_register(struct qemu_plugin_register *handle,
 int qemu_plugin_read_memory_hwaddr(uint64_t addr, GByteArray *data,
 				   size_t len);
 int qemu_plugin_write_memory_hwaddr(uint64_t addr, GByteArray *data);
-
-/* Leaves the current TB and resumes at vaddr; does not return on success. */
-void qemu_plugin_set_pc(uint64_t vaddr);
 
 #endif

@@ -7,8 +7,9 @@
  * START, ...), which a real driver never does, so the tests can check
  * that the host notices.  It only ever locks pages it owns: 16 locked
  * pages of its own memory, whose PFNs it reads from /proc/self/pagemap
- * (needs root).  The VMware backdoor is reachable from ring 3; ioperm()
- * is requested anyway, as on real hardware it may be needed.
+ * (needs root).  On VMware the backdoor port is reachable from ring 3;
+ * under QEMU the IN really runs (the host plugin answers after it), so
+ * the four bytes of the 32-bit port need ioperm().
  *
  * usage: vmwb-rogue OP [OP...]  - runs the OPs in order, one output line
  * ("R: ...") each.  Values are decimal or 0x hex; "pI" is the PFN of own
@@ -21,6 +22,10 @@
  *				starts with status 0x1f so untouched ones show
  *	peek I			first 8 bytes of own page I
  *	poke I			write to own page I
+ *	flags N			N GET_TARGET calls, each right after an
+ *				ADD whose flags are known; counts the calls
+ *				after which EFLAGS is not what the ADD left
+ *				(the host must not disturb them)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +79,8 @@ static void setup(void)
 		pfn[i] = e & ((1ULL << 55) - 1);
 	}
 	close(fd);
-	(void)ioperm(BD_PORT, 1, 1);
+	if (ioperm(BD_PORT, 4, 1))
+		die("ioperm");
 }
 
 static uint64_t value(const char *s)
@@ -146,6 +152,59 @@ static void batch(uint64_t cmd, uint64_t n, char *list)
 	printf("\n");
 }
 
+/* Flags an ADD of 1 to 0 leaves: CF PF AF ZF SF OF all clear. */
+#define ARITH_FLAGS	0x8d5UL
+#define TF_NT		0x4100UL
+
+/*
+ * POPF makes QEMU end the translation block with the flags written back,
+ * so the ADD that follows starts a block whose flags are only known to
+ * the translator; a host that resumed the guest without writing them
+ * back would hand PUSHF stale ones.  The stack is moved past the red
+ * zone before PUSHF writes to it.
+ */
+static uint64_t flags_after_call(void)
+{
+	uint64_t rax, rbx, rcx, rdx, rsi, f;
+
+	asm volatile("lea -128(%%rsp), %%rsp\n\t"
+		     "pushfq\n\t"
+		     "popfq\n\t"
+		     "xor %%r8d, %%r8d\n\t"
+		     "add $1, %%r8\n\t"
+		     "inl %%dx, %%eax\n\t"
+		     "pushfq\n\t"
+		     "popq %[f]\n\t"
+		     "lea 128(%%rsp), %%rsp"
+		     : "=a"(rax), "=b"(rbx), "=c"(rcx), "=d"(rdx), "=S"(rsi),
+		       [f] "=r"(f)
+		     : "a"(BD_MAGIC), "b"(0UL), "c"(1UL), "d"(BD_PORT),
+		       "S"(0UL)
+		     : "r8", "memory", "cc");
+	if ((rax & 0xffffffff) < 0x100)
+		return f;	/* a status: the host answered */
+	printf("R: error no answer from the host (status 0x%" PRIx64 ")\n",
+	       rax & 0xffffffff);
+	exit(1);
+}
+
+/* GET_TARGET (1) calls; a status below 0x100 is the host's answer. */
+static void flags(uint64_t n)
+{
+	uint64_t bad = 0, first = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t f = flags_after_call();
+
+		if (f & (ARITH_FLAGS | TF_NT)) {
+			if (!bad++)
+				first = f;
+		}
+	}
+	printf("R: flags calls=0x%" PRIx64 " bad=0x%" PRIx64 " first=0x%" PRIx64
+	       "\n", n, bad, first);
+}
+
 static void wait_file(const char *path)
 {
 	struct timespec ts = { 0, 50 * 1000 * 1000 };
@@ -189,6 +248,8 @@ int main(int argc, char **argv)
 
 			batch(c, n, argv[i + 3]);
 			i += 3;
+		} else if (!strcmp(op, "flags") && i + 1 < argc) {
+			flags(value(argv[++i]));
 		} else if ((!strcmp(op, "peek") || !strcmp(op, "poke")) &&
 			   i + 1 < argc) {
 			uint64_t p = value(argv[++i]);

@@ -10,8 +10,13 @@
  * START, the capabilities from rcx.  QEMU has no device behind port 0x5670.
  * The plugin puts a callback on every one-byte "in eax,dx" (0xED) when a
  * block is translated; when eax and dx carry the balloon magic and port,
- * the callback runs the command, writes rax/rbx/rcx and skips the
- * instruction with qemu_plugin_set_pc(), as a trapping hypervisor would.
+ * the callback runs the command.  The IN then runs as QEMU's own (nothing
+ * listens on port 0x5670), and a second callback, on the instruction
+ * after it, writes the results to rax/rbx/rcx.  The guest never leaves
+ * the translation block for it: qemu_plugin_set_pc() would, and QEMU's
+ * x86 translator does not write its lazily computed flags back at that
+ * exit, so the guest would resume with wrong EFLAGS (the rogue "flags"
+ * test shows it on every call).  See "Answering a call" below.
  * Batch pages and ballooned pages are read and written in guest-physical
  * memory.
  *
@@ -179,6 +184,7 @@ static struct host {
 static bool fake_cpuid;
 static uint64_t t0_usec;
 static struct qemu_plugin_register *r_rax, *r_rbx, *r_rcx, *r_rdx, *r_rsi;
+static struct qemu_plugin_register *r_rsp;
 static GByteArray *poison_4k, *poison_2m;
 
 /* control thread */
@@ -676,7 +682,108 @@ static void reg_write(struct qemu_plugin_register *r, uint64_t v)
 	}
 }
 
-static void backdoor_call(void)
+/*
+ * Answering a call
+ *
+ * The host runs a command in the callback before the IN (or CPUID) and
+ * parks the register results in a pending answer, keyed by the address
+ * of the next instruction and the guest's stack pointer.  A callback on
+ * that next instruction delivers them.  The stack pointer, not the vCPU,
+ * names the caller: if the IN ends a block, an interrupt can come in
+ * between, and the task can even resume on another vCPU; its stack stays
+ * its own.  Every instruction whose address follows a trigger
+ * instruction gets the delivery callback when it is translated (the
+ * trigger is then either earlier in the same block or was translated
+ * before, because execution only reaches that address through it).  An
+ * answer still pending when the same caller calls again is a host error.
+ */
+#define MAX_PENDING	64
+
+struct pending {
+	uint64_t next_pc, rsp;		/* next_pc 0: free */
+	uint64_t val[4];		/* rax, rbx, rcx, rdx */
+	unsigned int mask;		/* bit i: write val[i] */
+};
+
+static struct {
+	pthread_mutex_t mu;		/* protects everything below */
+	struct pending slot[MAX_PENDING];
+	unsigned int used;		/* read without mu as a fast check */
+	GHashTable *next_pcs;		/* addresses after triggers -> 1 */
+} ans = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static struct qemu_plugin_register **const ans_reg[4] = {
+	&r_rax, &r_rbx, &r_rcx, &r_rdx,
+};
+
+/* Park an answer for the caller now at the trigger just before next_pc. */
+static void answer_later(uint64_t next_pc, const uint64_t *val,
+			 unsigned int mask)
+{
+	uint64_t rsp = reg_read(r_rsp);
+	struct pending *free_slot = NULL, *p = NULL;
+
+	pthread_mutex_lock(&ans.mu);
+	for (unsigned int i = 0; i < MAX_PENDING; i++) {
+		struct pending *s = &ans.slot[i];
+
+		if (s->next_pc == next_pc && s->rsp == rsp)
+			p = s;
+		else if (!s->next_pc && !free_slot)
+			free_slot = s;
+	}
+	if (p || !free_slot) {
+		pthread_mutex_lock(&h.mu);
+		if (p)
+			host_err("the answer to the call before 0x%" PRIx64
+				 " (rsp 0x%" PRIx64 ") was never delivered",
+				 next_pc, rsp);
+		else
+			host_err("more than %d answers pending", MAX_PENDING);
+		pthread_mutex_unlock(&h.mu);
+	}
+	if (!p)
+		p = free_slot;
+	if (p) {
+		if (!p->next_pc)
+			__atomic_add_fetch(&ans.used, 1, __ATOMIC_RELEASE);
+		p->next_pc = next_pc;
+		p->rsp = rsp;
+		p->mask = mask;
+		memcpy(p->val, val, sizeof(p->val));
+	}
+	pthread_mutex_unlock(&ans.mu);
+}
+
+/* Runs before every instruction that follows a trigger; udata: its address */
+static void on_next(unsigned int vcpu, void *udata)
+{
+	uint64_t pc = GPOINTER_TO_SIZE(udata), rsp, val[4];
+	unsigned int mask = 0;
+
+	(void)vcpu;
+	if (!__atomic_load_n(&ans.used, __ATOMIC_ACQUIRE))
+		return;
+	rsp = reg_read(r_rsp);
+	pthread_mutex_lock(&ans.mu);
+	for (unsigned int i = 0; i < MAX_PENDING; i++) {
+		struct pending *s = &ans.slot[i];
+
+		if (s->next_pc == pc && s->rsp == rsp) {
+			mask = s->mask;
+			memcpy(val, s->val, sizeof(val));
+			s->next_pc = 0;
+			__atomic_sub_fetch(&ans.used, 1, __ATOMIC_RELEASE);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ans.mu);
+	for (unsigned int i = 0; i < 4; i++)
+		if (mask & (1u << i))
+			reg_write(*ans_reg[i], val[i]);
+}
+
+static void backdoor_call(uint64_t next_pc)
 {
 	uint32_t cmd = (uint32_t)reg_read(r_rcx), st, slot;
 	uint64_t a1 = reg_read(r_rbx), a2 = reg_read(r_rsi);
@@ -703,10 +810,9 @@ static void backdoor_call(void)
 	write_state_file();
 	pthread_mutex_unlock(&h.mu);
 
-	reg_write(r_rax, st);
-	reg_write(r_rbx, rbx);
-	if (set_rcx)
-		reg_write(r_rcx, rcx);
+	/* status in eax, result in rbx; rcx only after START */
+	answer_later(next_pc, (uint64_t[4]){ st, rbx, rcx, 0 },
+		     set_rcx ? 0x7 : 0x3);
 }
 
 /* Runs before every "in eax,dx"; udata is the instruction's address. */
@@ -715,35 +821,31 @@ static void on_in(unsigned int vcpu, void *udata)
 	(void)vcpu;
 	if ((uint32_t)reg_read(r_rax) != BD_MAGIC ||
 	    (uint16_t)reg_read(r_rdx) != BD_PORT)
-		return;		/* another port: let the IN run */
-	backdoor_call();
-	qemu_plugin_set_pc(GPOINTER_TO_SIZE(udata) + 1);
-	fprintf(stderr, "vmwbhost: qemu_plugin_set_pc returned\n");
-	abort();
+		return;		/* another port: an ordinary IN */
+	backdoor_call(GPOINTER_TO_SIZE(udata) + 1);
 }
 
 /* CPUID leaves 0x400000xx, answered like VMware ESXi (cpuid=on). */
 static void on_cpuid(unsigned int vcpu, void *udata)
 {
 	uint32_t leaf = (uint32_t)reg_read(r_rax);
+	/* highest leaf, then "VMwareVMware" in ebx, ecx, edx */
+	static const uint64_t vmware[4] = {
+		0x40000000u, 0x61774d56u, 0x4d566572u, 0x65726177u,
+	};
+	static const uint64_t none[4];
 
 	(void)vcpu;
 	if ((leaf & 0xffffff00u) != 0x40000000u)
 		return;
-	if (leaf == 0x40000000u) {
-		reg_write(r_rax, 0x40000000u);	/* highest leaf */
-		reg_write(r_rbx, 0x61774d56u);	/* "VMwa" */
-		reg_write(r_rcx, 0x4d566572u);	/* "reVM" */
-		reg_write(r_rdx, 0x65726177u);	/* "ware" */
-	} else {
-		reg_write(r_rax, 0);
-		reg_write(r_rbx, 0);
-		reg_write(r_rcx, 0);
-		reg_write(r_rdx, 0);
-	}
-	qemu_plugin_set_pc(GPOINTER_TO_SIZE(udata) + 2);
-	fprintf(stderr, "vmwbhost: qemu_plugin_set_pc returned\n");
-	abort();
+	answer_later(GPOINTER_TO_SIZE(udata) + 2,
+		     leaf == 0x40000000u ? vmware : none, 0xf);
+}
+
+/* Is pc the address after a trigger instruction seen so far? */
+static bool is_next_pc(uint64_t pc)
+{
+	return g_hash_table_contains(ans.next_pcs, GSIZE_TO_POINTER(pc));
 }
 
 static void tb_trans(struct qemu_plugin_tb *tb, void *udata)
@@ -751,22 +853,33 @@ static void tb_trans(struct qemu_plugin_tb *tb, void *udata)
 	size_t n = qemu_plugin_tb_n_insns(tb);
 
 	(void)udata;
+	pthread_mutex_lock(&ans.mu);
 	for (size_t i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 		size_t len = qemu_plugin_insn_size(insn);
-		void *pc = GSIZE_TO_POINTER(qemu_plugin_insn_vaddr(insn));
+		uint64_t vaddr = qemu_plugin_insn_vaddr(insn);
+		void *pc = GSIZE_TO_POINTER(vaddr);
+		qemu_plugin_vcpu_udata_cb_t trigger = NULL;
 		uint8_t op[2] = { 0, 0 };
 
+		/* delivery first: the instruction may be a trigger itself */
+		if (is_next_pc(vaddr))
+			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_next,
+					QEMU_PLUGIN_CB_RW_REGS, pc);
 		if (len == 1 && qemu_plugin_insn_data(insn, op, 1) == 1 &&
 		    op[0] == 0xed)
-			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_in,
-					QEMU_PLUGIN_CB_RW_REGS_PC, pc);
+			trigger = on_in;
 		else if (fake_cpuid && len == 2 &&
 			 qemu_plugin_insn_data(insn, op, 2) == 2 &&
 			 op[0] == 0x0f && op[1] == 0xa2)
-			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_cpuid,
-					QEMU_PLUGIN_CB_RW_REGS_PC, pc);
+			trigger = on_cpuid;
+		if (!trigger)
+			continue;
+		qemu_plugin_register_vcpu_insn_exec_cb(insn, trigger,
+				QEMU_PLUGIN_CB_R_REGS, pc);
+		g_hash_table_add(ans.next_pcs, GSIZE_TO_POINTER(vaddr + len));
 	}
+	pthread_mutex_unlock(&ans.mu);
 }
 
 static void vcpu_init(unsigned int vcpu, void *udata)
@@ -795,9 +908,11 @@ static void vcpu_init(unsigned int vcpu, void *udata)
 			r_rdx = d->handle;
 		else if (!strcmp(d->name, "rsi"))
 			r_rsi = d->handle;
+		else if (!strcmp(d->name, "rsp"))
+			r_rsp = d->handle;
 	}
-	if (!r_rax || !r_rbx || !r_rcx || !r_rdx || !r_rsi) {
-		fprintf(stderr, "vmwbhost: rax/rbx/rcx/rdx/rsi not found among the vCPU registers\n");
+	if (!r_rax || !r_rbx || !r_rcx || !r_rdx || !r_rsi || !r_rsp) {
+		fprintf(stderr, "vmwbhost: rax/rbx/rcx/rdx/rsi/rsp not found among the vCPU registers\n");
 		abort();
 	}
 	pthread_mutex_unlock(&h.mu);
@@ -1276,6 +1391,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id,
 	h.locked = g_hash_table_new(g_direct_hash, g_direct_equal);
 	h.pinned = g_hash_table_new(g_direct_hash, g_direct_equal);
 	h.notneeded = g_hash_table_new(g_direct_hash, g_direct_equal);
+	ans.next_pcs = g_hash_table_new(g_direct_hash, g_direct_equal);
 	poison_4k = g_byte_array_sized_new(PAGE_SIZE);
 	g_byte_array_set_size(poison_4k, PAGE_SIZE);
 	memset(poison_4k->data, POISON, PAGE_SIZE);
