@@ -574,9 +574,10 @@ def test_rogue_flags_survive_call(rogue_vm):
     lazily computed flags back fails this (every call reported bad; an
     interrupt taken there pushes the same wrong flags, the most likely
     cause of a double fault once seen after the in-tree driver's IN).
-    Three processes on two vCPUs call at once, so callers are preempted
-    and moved between vCPUs with answers pending: each must get its own
-    answer (a status, never the 0xffffffff of a bare IN)."""
+    Three processes on two vCPUs call at once, so a caller can be
+    preempted, or moved to the other vCPU, with its answer pending: each
+    must get its own answer (a status, never the 0xffffffff of a bare IN;
+    vmwb-rogue stops with an error line then)."""
     n, procs = 10000, 3
     vm = rogue_vm(target=0, smp=2)
     before = vm.host.state()["commands"]

@@ -196,10 +196,10 @@ static void flags(uint64_t n)
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t f = flags_after_call();
 
-		if (f & (ARITH_FLAGS | TF_NT)) {
-			if (!bad++)
-				first = f;
-		}
+		if (!(f & (ARITH_FLAGS | TF_NT)))
+			continue;
+		if (!bad++)
+			first = f;
 	}
 	printf("R: flags calls=0x%" PRIx64 " bad=0x%" PRIx64 " first=0x%" PRIx64
 	       "\n", n, bad, first);
