@@ -356,6 +356,7 @@ def test_control_protocol(work):
         for bad in ("target 18446744073709551616", "target -1", "target 12abc",
                     "target", "caps 0x100000000", "refuse-next 3 success",
                     "refuse-next 3 32", "reset-mid-batch 513", "busy",
+                    "accept-every", "accept-every 20 success", "accept-every x",
                     "clamp maybe", "frobnicate", "state extra", ""):
             with pytest.raises(vmwhost.HostError):
                 h.cmd(bad)
@@ -369,14 +370,16 @@ def test_control_protocol(work):
         h.notneeded(0x1235)
         h.inject_reset()
         h.reset_mid_batch()
+        h.accept_every(20, "ppn_pinned")
         s = h.state()
         assert (s["host_caps"], s["busy_left"], s["refuse_left"], s["pinned"],
-                s["notneeded"], s["reset_pending"], s["mid_batch_pending"]) == \
-            (0x22, 3, 2, 1, 1, 1, 1)
+                s["notneeded"], s["reset_pending"], s["mid_batch_pending"],
+                s["accept_every"]) == (0x22, 3, 2, 1, 1, 1, 1, 20)
         h.clear_faults()
         s = h.state()
         assert (s["busy_left"], s["refuse_left"], s["pinned"], s["notneeded"],
-                s["reset_pending"], s["mid_batch_pending"]) == (0, 0, 0, 0, 0, 0)
+                s["reset_pending"], s["mid_batch_pending"],
+                s["accept_every"]) == (0, 0, 0, 0, 0, 0, 0)
         assert h.locked() == {} and h.log() == []
         # a second client is served while the first stays connected
         h2 = vmwhost.Host(ctl)

@@ -37,7 +37,7 @@ Host(path)                          client of the control socket
     cmd(line) -> [output lines]     raises HostError on "err ..."
     set_target(pages), set_caps(mask), inject_reset(), reset_mid_batch(k=None),
     busy(n), pin(*pfns), unpin(*pfns), notneeded(*pfns), refuse_next(n, status),
-    clear_faults(), clear_stats(), start_reply("and"|"host"), clamp(on), poison(on)
+    accept_every(n, status=None), clear_faults(), clear_stats(), start_reply("and"|"host"), clamp(on), poison(on)
     state() -> {key: int or str}    ("0x2e" caps come back as ints)
     locked() -> {pfn: order}        log(n=32) -> [dict]
     wait_state(pred, timeout, what=None, alive=None) -> state dict
@@ -261,6 +261,11 @@ class Host:
 
     def refuse_next(self, n, status):
         self.cmd("refuse-next %d %s" % (n, status))
+
+    def accept_every(self, n, status=None):
+        """Refuse every lock entry but each n-th (0: off), with status
+        (default ppn_notneeded)."""
+        self.cmd("accept-every %d%s" % (n, " " + status if status else ""))
 
     def clear_faults(self):
         self.cmd("clear-faults")

@@ -160,6 +160,9 @@ static struct host {
 	uint64_t busy_left;
 	uint64_t refuse_left;
 	uint32_t refuse_status;
+	uint64_t accept_every;		/* 0: off; N: only every N-th lock entry */
+	uint64_t accept_seen;		/* lock entries met since it was set */
+	uint32_t accept_status;		/* what the others answer */
 	bool reset_pending;
 	bool mid_batch_pending;
 	uint64_t mid_batch_keep;	/* entries processed; 0 = half */
@@ -390,6 +393,10 @@ static uint32_t page_op(const char *op, uint64_t pfn, unsigned int order,
 		h.refused_entries++;
 		return h.refuse_status;
 	}
+	if (h.accept_every && ++h.accept_seen % h.accept_every) {
+		h.refused_entries++;
+		return h.accept_status;
+	}
 	g_hash_table_insert(h.locked, key, GUINT_TO_POINTER(order + 1));
 	h.locked_pages += 1ULL << order;
 	if (order)
@@ -615,6 +622,7 @@ static void dump_state(FILE *f)
 	fprintf(f, "commands %" PRIu64 "\n", h.commands);
 	fprintf(f, "busy_left %" PRIu64 "\n", h.busy_left);
 	fprintf(f, "refuse_left %" PRIu64 "\n", h.refuse_left);
+	fprintf(f, "accept_every %" PRIu64 "\n", h.accept_every);
 	fprintf(f, "reset_pending %d\n", h.reset_pending);
 	fprintf(f, "mid_batch_pending %d\n", h.mid_batch_pending);
 	fprintf(f, "pinned %u\n", g_hash_table_size(h.pinned));
@@ -1018,7 +1026,7 @@ static void show_log(GString *out, uint64_t n)
 static const char ctl_help[] =
 	"target N | caps N | start-reply and|host | reset | reset-mid-batch [K] | busy N | "
 	"pin PFN... | unpin PFN... | notneeded PFN... | refuse-next N STATUS | "
-	"clear-faults | clear-stats | clamp on|off | poison on|off | "
+	"accept-every N [STATUS] | clear-faults | clear-stats | clamp on|off | poison on|off | "
 	"verbose on|off | state | locked | log [N] | help | quit";
 
 /*
@@ -1106,11 +1114,20 @@ static const char *ctl_exec(char *line, GString *out, bool *quit)
 			return "usage: refuse-next N STATUS (name or 1..31)";
 		h.refuse_left = v;
 		h.refuse_status = st;
+	} else if (!strcmp(cmd, "accept-every")) {
+		uint32_t st = ST_PPN_NOTNEEDED;
+
+		if (argc > 3 || !parse_u64(a, &v) ||
+		    (b && (!parse_status(b, &st) || !st)))
+			return "usage: accept-every N [STATUS] (0: off; default ppn_notneeded)";
+		h.accept_every = v;
+		h.accept_seen = 0;
+		h.accept_status = st;
 	} else if (!strcmp(cmd, "clear-faults")) {
 		NOARG();
 		g_hash_table_remove_all(h.pinned);
 		g_hash_table_remove_all(h.notneeded);
-		h.busy_left = h.refuse_left = 0;
+		h.busy_left = h.refuse_left = h.accept_every = 0;
 		h.reset_pending = h.mid_batch_pending = false;
 	} else if (!strcmp(cmd, "clear-stats")) {
 		NOARG();
