@@ -29,6 +29,14 @@ VERSION = pkg.VERSION
 MODULES = ("virtio_balloon", "vmw_balloon")
 INTREE_DIR = {"virtio_balloon": "/kernel/drivers/virtio/",
               "vmw_balloon": "/kernel/drivers/misc/"}
+# Besides the sources and docs: the Secure Boot fallback (modprobe.d rule
+# and its helper, tests/test_sb_fallback.py) and the lintian overrides.
+DEB_EXTRA_FILES = ("./lib/modprobe.d/balloon-dkms-fallback.conf",
+                   "./usr/libexec/balloon-dkms/balloon-dkms-fallback",
+                   "./usr/share/lintian/overrides/balloon-dkms")
+RPM_EXTRA_FILES = ("/usr/lib/modprobe.d/balloon-dkms-fallback.conf",
+                   "/usr/libexec/balloon-dkms",
+                   "/usr/libexec/balloon-dkms/balloon-dkms-fallback")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -188,7 +196,7 @@ def test_deb_contents_and_lintian(timing):
     built = [f for f in files if re.search(r"\.(ko|o|mod|cmd)$|autoconf\.h$|/\.probes/", f)]
     assert not built, "build products in the package: %s" % built
     outside = [f for f in files if not f.startswith((src, "./usr/share/doc/balloon-dkms/"))
-               and not f.endswith("/") and f != "./usr/share/lintian/overrides/balloon-dkms"]
+               and not f.endswith("/") and f not in DEB_EXTRA_FILES]
     assert not outside, "unexpected files: %s" % outside
     # dkms.conf is the repository's (already stamped, same version)
     conf = sh("dpkg-deb --fsys-tarfile %s | tar -xOf - .%sdkms.conf" % (deb, src[1:])).stdout
@@ -240,7 +248,7 @@ def test_rpm_contents_and_rpmlint(work, timing):
     assert not [f for f in files if re.search(r"\.(ko|o)$|autoconf\.h$", f)]
     assert not [f for f in files if not f.startswith((src, "/usr/share/doc/balloon-dkms",
                                                       "/usr/share/licenses/balloon-dkms"))
-                and f != src.rstrip("/")], files
+                and f != src.rstrip("/") and f not in RPM_EXTRA_FILES], files
 
     scripts = sh("rpm -qp --scripts %s" % rpm).stdout
     print(scripts)
