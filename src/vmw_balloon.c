@@ -149,11 +149,24 @@ enum vmballoon_status {
 #define VMW_BALLOON_2M_ORDER		(PMD_SHIFT - PAGE_SHIFT)
 
 /*
- * Refused 2 MiB pages held before falling back to 4 KiB pages; also the
- * least number of refused 4 KiB pages held before giving up until the
- * next round.
+ * Refused 2 MiB pages held before falling back to 4 KiB pages (as the
+ * in-tree driver); also the least number of refused 4 KiB pages in a row
+ * before giving up until the next round.
  */
 #define VMW_BALLOON_MAX_REFUSED		16
+
+/*
+ * What a host that takes few of the pages it is offered may cost a round
+ * (and so a second): at most this many batches in which it refused more
+ * pages than it took, and at most this many batches' worth of refused
+ * 4 KiB pages held (24 MiB), or 256 single-page commands without batching;
+ * never more than a sixteenth of RAM.
+ */
+#define VMW_BALLOON_MAX_WASTED		12
+#define VMW_BALLOON_MAX_HELD		(VMW_BALLOON_MAX_WASTED *	\
+					 VMW_BALLOON_BATCH_MAX_PAGES)
+#define VMW_BALLOON_MAX_HELD_SINGLE	256
+#define VMW_BALLOON_HELD_RAM_SHIFT	4
 
 /*
  * The balloon never takes the guest below this share of its RAM in
@@ -282,6 +295,7 @@ struct vmballoon_ctl {
 	struct list_head refused;	/* the host said no */
 	unsigned int n_refused;
 	struct list_head spare;		/* 4 KiB pieces of refused 2 MiB pages */
+	unsigned int n_spare;
 };
 
 static inline unsigned int vmballoon_page_order(enum vmballoon_page_size size)
@@ -537,6 +551,7 @@ static bool vmballoon_alloc(struct vmballoon *b, struct vmballoon_ctl *ctl,
 		if (size == VMW_BALLOON_4K_PAGE && !list_empty(&ctl->spare)) {
 			page = list_first_entry(&ctl->spare, struct page, lru);
 			list_del(&page->lru);
+			ctl->n_spare--;
 		} else if (size == VMW_BALLOON_4K_PAGE) {
 			page = balloon_page_alloc();
 		} else {
@@ -774,9 +789,10 @@ static unsigned int vmballoon_dequeue(struct vmballoon *b,
 /*
  * Break the refused 2 MiB pages of an inflation into 4 KiB pieces for the
  * 4 KiB pass that follows: the host may want most of a large page it
- * refused as a whole.
+ * refused as a whole.  Up to @keep pieces are kept, the rest freed.
  */
-static void vmballoon_split_refused(struct vmballoon_ctl *ctl)
+static void vmballoon_split_refused(struct vmballoon_ctl *ctl,
+				    unsigned int keep)
 {
 	struct page *page, *next;
 	unsigned int i;
@@ -784,10 +800,27 @@ static void vmballoon_split_refused(struct vmballoon_ctl *ctl)
 	list_for_each_entry_safe(page, next, &ctl->refused, lru) {
 		list_del(&page->lru);
 		split_page(page, VMW_BALLOON_2M_ORDER);
-		for (i = 0; i < vmballoon_page_frames(VMW_BALLOON_2M_PAGE); i++)
-			list_add_tail(&page[i].lru, &ctl->spare);
+		for (i = 0; i < vmballoon_page_frames(VMW_BALLOON_2M_PAGE); i++) {
+			if (ctl->n_spare < keep) {
+				list_add_tail(&page[i].lru, &ctl->spare);
+				ctl->n_spare++;
+			} else {
+				__free_page(page + i);
+			}
+		}
 	}
 	ctl->n_refused = 0;
+}
+
+/* Refused 4 KiB pages (and spare pieces) an inflation round may hold. */
+static unsigned int vmballoon_max_held(struct vmballoon *b)
+{
+	unsigned long n = b->batching ? VMW_BALLOON_MAX_HELD :
+					VMW_BALLOON_MAX_HELD_SINGLE;
+
+	return clamp_t(unsigned long,
+		       totalram_pages() >> VMW_BALLOON_HELD_RAM_SHIFT,
+		       VMW_BALLOON_MAX_REFUSED, n);
 }
 
 static void vmballoon_ctl_init(struct vmballoon_ctl *ctl,
@@ -800,35 +833,47 @@ static void vmballoon_ctl_init(struct vmballoon_ctl *ctl,
 	INIT_LIST_HEAD(&ctl->spare);
 	ctl->n_pages = 0;
 	ctl->n_refused = 0;
+	ctl->n_spare = 0;
 }
 
 /*
  * Grow the balloon towards the target in batches: 2 MiB pages first, then
  * 4 KiB pages when large pages run out, the host refuses too many or less
  * than a large page is left to take.
- * Refused pages are held until the end, so the allocator does not hand
- * them to us again, and then freed.  The allocator tends to hand out the
- * pages freed last, which a host may be refusing as a set (pinned for
- * I/O), interleaved with pages it takes: 4 KiB inflation goes on while
- * the host keeps taking some pages, and gives up only after as many
- * refusals in a row as this inflation asked for (at least
+ *
+ * Refused pages are held until the round ends, so the allocator does not
+ * hand them to us again in this round, and then freed.  The allocator
+ * tends to hand out the pages freed last, which a host may be refusing as
+ * a set (pinned for I/O), interleaved with pages it takes: 4 KiB
+ * inflation goes on while the host keeps taking some pages, and gives up
+ * after as many refusals in a row as this inflation asked for (at least
  * VMW_BALLOON_MAX_REFUSED), so such a set is passed in one round instead
- * of being freed and met again in every round.  The guest's reserve
- * bounds what is held: held pages are not available memory.
+ * of being freed and met again in every round.
+ *
+ * What a round holds and sends in vain is bounded all the same
+ * (vmballoon_max_held(), VMW_BALLOON_MAX_WASTED): a host that takes one
+ * page in twenty would otherwise have the guest hold nineteen refused
+ * pages for each one ballooned, down to its reserve, with a hundred
+ * commands a second.  Past either bound the round ends; the next one, a
+ * second later, goes on where it stopped, so a host that takes some pages
+ * still gets them all, at a bounded pace.
  */
 static void vmballoon_inflate(struct vmballoon *b)
 {
+	unsigned int held_max = vmballoon_max_held(b);
 	s64 change = vmballoon_change(b);
 	struct vmballoon_ctl ctl;
 	unsigned int run_from = 0;	/* n_refused when the host last took a page */
+	unsigned int wasted = 0;	/* batches mostly refused */
 	u64 max_refused_4k;
 
-	max_refused_4k = max_t(s64, VMW_BALLOON_MAX_REFUSED, change);
+	max_refused_4k = clamp_t(s64, change, VMW_BALLOON_MAX_REFUSED,
+				 held_max);
 	vmballoon_ctl_init(&ctl, b->max_page_size, true);
 
 	while ((change = vmballoon_change(b)) > 0) {
 		unsigned int frames = vmballoon_page_frames(ctl.page_size);
-		unsigned int n;
+		unsigned int n, refused = ctl.n_refused;
 		bool allocated;
 
 		/*
@@ -839,7 +884,7 @@ static void vmballoon_inflate(struct vmballoon *b)
 		n = min_t(u64, VMW_BALLOON_BATCH_MAX_PAGES,
 			  div_u64(change, frames));
 		if (!n) {
-			vmballoon_split_refused(&ctl);
+			vmballoon_split_refused(&ctl, held_max / 2);
 			ctl.page_size = VMW_BALLOON_4K_PAGE;
 			run_from = 0;
 			continue;
@@ -855,16 +900,21 @@ static void vmballoon_inflate(struct vmballoon *b)
 		}
 		if (ctl.n_pages)
 			run_from = ctl.n_refused;
+		if (ctl.n_refused - refused > ctl.n_pages)
+			wasted++;
 		atomic64_add((u64)ctl.n_pages * frames, &b->size);
 		vmballoon_enqueue(b, &ctl.pages, ctl.page_size);
 		ctl.n_pages = 0;
 
 		if (ctl.page_size == VMW_BALLOON_4K_PAGE) {
-			if (!allocated || ctl.n_refused - run_from >= max_refused_4k)
+			if (!allocated ||
+			    ctl.n_refused - run_from >= max_refused_4k ||
+			    ctl.n_refused + ctl.n_spare >= held_max ||
+			    wasted >= VMW_BALLOON_MAX_WASTED)
 				break;
 		} else if (!allocated ||
 			   ctl.n_refused >= VMW_BALLOON_MAX_REFUSED) {
-			vmballoon_split_refused(&ctl);
+			vmballoon_split_refused(&ctl, held_max / 2);
 			ctl.page_size = VMW_BALLOON_4K_PAGE;
 			run_from = 0;
 		}
