@@ -19,6 +19,11 @@ modules(root, kver=None, make_args=(), only=None) -> {"virtio_balloon": path, ..
 src_hash() -> str        the source part of the key (hex)
 build_log(root, kver=None, make_args=(), only=None) -> str
                          the log of the cached build (the build runs if needed)
+external(root, srcdir, kver=None) -> {"name": path, ...}
+    Builds a small out-of-tree Kbuild directory that is not src/ (a test-only
+    module such as tests/bench/limit/) the same way: the root's compiler,
+    `make -C /lib/modules/<kver>/build M=<copy> modules` in a throwaway
+    overlay, cached by the directory's files and the kernel's identity.
 """
 import fcntl
 import hashlib
@@ -173,3 +178,53 @@ def build_log(root, kver=None, make_args=(), only=None):
     d = os.path.dirname(next(iter(kos.values())))
     with open(os.path.join(d, "build.log")) as f:
         return f.read()
+
+
+
+def _dir_hash(d):
+    h = hashlib.sha256()
+    for f in sorted(os.listdir(d)):
+        p = os.path.join(d, f)
+        if os.path.isfile(p) and not f.startswith(".") and not f.endswith(_SKIP_SUFFIXES):
+            with open(p, "rb") as fh:
+                h.update(f.encode() + b"\0" + hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()
+
+
+def _build_external(root, k, srcdir, out):
+    tmp = tempfile.mkdtemp(prefix="build-", dir=roots.work_dir("build"))
+    try:
+        src = os.path.join(tmp, "src")
+        shutil.copytree(srcdir, src, ignore=shutil.ignore_patterns(
+            "*.o", "*.ko", ".*.cmd", "*.mod", "*.mod.c"))
+        p = roots.chroot_run(root, ["make", "-C", "/lib/modules/%s/build" % k,
+                                    "M=" + src, "modules"],
+                             check=False, binds=(tmp,), ephemeral=True, timeout=1800)
+        if p.returncode != 0 or not any(f.endswith(".ko") for f in os.listdir(src)):
+            raise BuildError("building %s for %s in %s failed (rc %d):\n%s" %
+                             (srcdir, k, root, p.returncode,
+                              "\n".join(p.stdout.splitlines()[-60:])))
+        keep = {"build.log", ".complete"}
+        with open(os.path.join(src, "build.log"), "w") as f:
+            f.write(p.stdout)
+        with open(os.path.join(src, ".complete"), "w") as f:
+            f.write("%s\n" % k)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(src, out, ignore=lambda d, names: [
+            n for n in names if n not in keep and not n.endswith(".ko")])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def external(root, srcdir, kver=None):
+    k = kver or roots.kver(root)
+    h = hashlib.sha256(("%s-ext\0%s\0%s" % (FORMAT, _dir_hash(srcdir),
+                                            _kernel_identity(root, k))).encode())
+    out = _cache_dir(k, "ext-" + h.hexdigest()[:20])
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    # always under the lock: the copy into the cache is not atomic
+    with open(out + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _found(out):
+            _build_external(root, k, srcdir, out)
+        return _found(out)
