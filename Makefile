@@ -8,6 +8,7 @@
 #   make check              the whole test suite (root, QEMU; see README)
 #   make check-quick        one kernel only, for the inner loop
 #   make deb | rpm | dist   packages and the release tarball
+#   make repo               signed apt and dnf repositories in out/repo (README)
 #   make bench              ours vs in-tree, side by side
 #   make stamp              write VERSION into every file that carries it
 
@@ -19,7 +20,7 @@ KVER ?= $(shell uname -r)
 KDIR ?= /lib/modules/$(KVER)/build
 OUT  ?= $(CURDIR)/out
 
-.PHONY: all modules clean install check check-quick deb rpm dist bench stamp
+.PHONY: all modules clean install check check-quick deb rpm dist repo bench stamp
 
 all: modules
 
@@ -47,6 +48,9 @@ rpm:
 
 dist:
 	scripts/mkdist.sh $(OUT)
+
+repo:
+	scripts/mkrepo.sh $(OUT)/repo
 
 bench:
 	tests/bench/run
