@@ -1,41 +1,105 @@
 # SPDX-License-Identifier: GPL-2.0
-"""make bench: our virtio_balloon against the kernel's own, side by side.
+"""make bench: our balloon drivers against the kernel's own, side by side.
 
-One VM per suite (same kernel, same QEMU, same device); inside it the two
-drivers take turns: insmod one, inflate 2 GiB -> 1 GiB, deflate back,
-rmmod, then the other, N rounds, alternating which goes first.  Reported:
-medians and the ratio ours/in-tree for inflate time, deflate time, guest
-CPU time per GiB inflated, and reaction latency (target set -> first page
-moved).  Ratios below 1 favour ours.  Nothing here passes or fails: TCG
-timings swing with host load, which is why the two drivers alternate in
-the same VM.
+For each suite (BENCH_SUITES, default "bookworm sid") and each CPU model
+(BENCH_CPUS, default "max max,erms=off": TCG runs `rep stosb` one byte at a
+time, so the second is closer to hardware proportions) one virtio VM boots
+(2 GiB, deflate-on-oom=on, same kernel, QEMU and device for everything);
+in it the two drivers take turns, N rounds (BENCH_ROUNDS, default 3),
+alternating which goes first.  Rows (BENCH_ROWS picks a subset):
 
-Writes out/bench/bench.md (table) and out/bench/bench.png (balloon size
-over time in the last round, both drivers).
+  inflate   insmod, inflate 2 GiB -> 1 GiB, deflate back: times, guest CPU
+            time per GiB inflated, reaction latency (target set -> first
+            page moved)
+  limit     the same VM allocating the same 262144 frames with no protocol
+            (tests/bench/limit/balloon_limit.ko), order 0 and order 9, and
+            freeing them; shown as a ratio of the in-tree driver's times
+  pressure  with 1 GiB ballooned, a guest program touches 256 MiB more than
+            is free (deflate-on-oom must give it back); the same program in
+            the same VM with the balloon empty is the limit; OOM kills,
+            major faults and swap-ins during it
+  thp       after an inflate/deflate cycle: free 2 MiB blocks (buddyinfo,
+            order >= 9 in 2 MiB units) and the THP share of a fresh 512 MiB
+            mapping (tests/bench/guest/thp.c)
+  vmware    vmw_balloon, ours vs in-tree, inflate and deflate 256 MiB
+            against the emulated VMware host (tests/vmw-host), one VM per
+            suite and CPU model
+
+Reported: medians and ratios ours / in-tree (OOM kills: the sum over all
+rounds), with the host load at the start and end of each suite's run.
+Nothing passes or fails on timings: TCG timings swing with host load, which
+is why the drivers alternate in the same VM.  Writes out/bench/bench.md,
+bench.json and bench.png (balloon size over time, last round, both drivers).
 """
 import argparse
+import hashlib
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from lib import build, roots  # noqa: E402
-from lib.vm import VM, GiB  # noqa: E402
+from lib import build, initramfs, roots, vmwhost  # noqa: E402
+from lib.vm import VM, GiB, MiB, boot  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
+ROWS = ("inflate", "limit", "pressure", "thp", "vmware")
+WHO = ("in-tree", "ours")
+PRESSURE_OVER_MIB = 256
+THP_MIB = 512
+VMW_PAGES = 256 * 256           # 256 MiB in 4 KiB pages
+
+
+# ------------------------------------------------------------ guest tools
+
+def guest_tool(name):
+    """Static host build of tests/bench/guest/<name>.c, cached by source."""
+    src = os.path.join(HERE, "guest", name + ".c")
+    with open(src, "rb") as f:
+        h = hashlib.sha256(f.read()).hexdigest()[:16]
+    out = os.path.join(roots.work_dir("bench"), "%s-%s" % (name, h))
+    if not os.path.exists(out):
+        tmp = out + ".%d.tmp" % os.getpid()
+        subprocess.run(["gcc", "-std=gnu11", "-O2", "-static", "-Wall", "-Wextra",
+                        "-Werror", "-o", tmp, src], check=True, timeout=300)
+        os.rename(tmp, out)
+    return out
 
 
 def cpu_busy(vm):
     """Guest CPU time (s) spent not idle, all CPUs, since boot."""
-    f = vm.sh("head -n1 /proc/stat").split()[1:]
-    v = [int(x) for x in f]
+    v = [int(x) for x in vm.sh("head -n1 /proc/stat").split()[1:]]
     idle = v[3] + (v[4] if len(v) > 4 else 0)
     return (sum(v[:8]) - idle) / 100.0
 
+
+def vmstat(vm):
+    d = {}
+    for line in vm.sh("cat /proc/vmstat").splitlines():
+        k, _, v = line.partition(" ")
+        if v.strip().isdigit():
+            d[k] = int(v)
+    return d
+
+
+def buddy_2m(vm):
+    """Free memory in blocks of order >= 9, counted in 2 MiB units."""
+    n = 0
+    for line in vm.sh("cat /proc/buddyinfo").splitlines():
+        counts = line.split()[4:]
+        for order, c in enumerate(counts):
+            if order >= 9:
+                n += int(c) << (order - 9)
+    return n
+
+
+# ------------------------------------------------------------ virtio rows
 
 def trace_to(vm, target, timeout=600):
     """Set the target; return (first-move latency, total time, samples)."""
@@ -57,59 +121,256 @@ def trace_to(vm, target, timeout=600):
         time.sleep(0.01)
 
 
-def one_round(vm, path, mem):
+def pressure(vm, mem, mib, ballooned):
+    """Run the pressure program; with ballooned=True 1 GiB sits in the
+    balloon first.  Returns its figures (pressure_s None if it was killed)."""
+    if ballooned:
+        vm.balloon_to(mem - GiB, timeout=600)
+    before = vm.query_balloon()
+    v0 = vmstat(vm)
+    rc, out = vm.shell("/bench/pressure %d" % mib, timeout=900)
+    v1 = vmstat(vm)
+    after = vm.query_balloon()
+    m = re.search(r"PRESSURE mib \d+ ms ([\d.]+) majflt (\d+)", out)
+    r = {"pressure_s": float(m.group(1)) / 1000 if m else None,
+         "oom_kills": v1.get("oom_kill", 0) - v0.get("oom_kill", 0),
+         "majflt": v1.get("pgmajfault", 0) - v0.get("pgmajfault", 0),
+         "pswpin": v1.get("pswpin", 0) - v0.get("pswpin", 0),
+         "given_mib": (after - before) / MiB}
+    if ballooned:
+        vm.balloon_to(mem, timeout=600)
+    return r
+
+
+def thp(vm):
+    out = vm.sh("/bench/thp %d" % THP_MIB, timeout=600)
+    m = re.search(r"THP size_kb (\d+) anonhuge_kb (-?\d+)", out)
+    return 100.0 * int(m.group(2)) / int(m.group(1))
+
+
+def prefault(vm):
+    """Back all but 128 MiB of the guest's free memory on the host again.
+    A balloon makes the host drop the pages it gets; whoever allocates them
+    next pays the host's page faults.  Done before every timed step, so
+    each starts from the same state whatever ran before it."""
+    frames = max(vm.meminfo()["MemFree"] - (128 << 10), 0) // 4
+    vm.sh("insmod /bench/balloon_limit.ko order=0 nr_frames=%d && rmmod balloon_limit"
+          % frames, timeout=900)
+
+
+def driver_round(vm, path, mem, rows, press_mib):
     vm.sh("insmod %s" % path)
     vm.sh("for i in $(seq 100); do ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -q virtio && break;"
           " sleep 0.1; done; ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -q virtio")
-    c0 = cpu_busy(vm)
-    lat, tin, samples = trace_to(vm, mem // 2)
-    c1 = cpu_busy(vm)
-    _, tout, back = trace_to(vm, mem)
+    r = {}
+    if "inflate" in rows or "thp" in rows:
+        prefault(vm)
+        c0 = cpu_busy(vm)
+        lat, tin, samples = trace_to(vm, mem - GiB)
+        c1 = cpu_busy(vm)
+        _, tout, back = trace_to(vm, mem)
+        r.update({"inflate_s": tin, "deflate_s": tout, "latency_s": lat,
+                  "cpu_s_per_gib": c1 - c0,
+                  "trace": samples + [(tin + t, a) for t, a in back[1:]]})
+    if "thp" in rows:
+        r["buddy_2m"] = buddy_2m(vm)
+        r["thp_pct"] = thp(vm)
+    if "pressure" in rows:
+        prefault(vm)
+        r.update(pressure(vm, mem, press_mib, True))
     vm.sh("rmmod virtio_balloon")
-    return {"inflate_s": tin, "deflate_s": tout, "latency_s": lat,
-            "cpu_s_per_gib": (c1 - c0) / ((mem // 2) / GiB),
-            "trace": samples + [(tin + t, a) for t, a in back[1:]]}
+    return r
 
 
-def run_suite(suite, rounds, mem_mb):
-    root = roots.root(suite)
-    k = roots.kver(root)
+def limit(vm, order):
+    vm.sh("insmod /bench/balloon_limit.ko order=%d" % order, timeout=900)
+    p = "/sys/module/balloon_limit/parameters/"
+    a, f, bad = (int(x) for x in vm.sh("cat %salloc_ns %sfree_ns %sfailed" % (p, p, p)).split())
+    vm.sh("rmmod balloon_limit")
+    return {"limit%d_alloc_s" % order: a / 1e9, "limit%d_free_s" % order: f / 1e9,
+            "limit%d_failed" % order: bad}
+
+
+def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
     ko = build.modules(root, k, only=("virtio_balloon",))["virtio_balloon"]
+    files = {"/bench/thp": guest_tool("thp"), "/bench/pressure": guest_tool("pressure"),
+             "/bench/balloon_limit.ko": build.external(
+                 root, os.path.join(HERE, "limit"), k)["balloon_limit"]}
+    initrd = vmwhost.initrd_plus(initramfs.build(root, k, ko=[ko]), files)
     mem = mem_mb << 20
     paths = {"in-tree": "/lib/modules/%s/kernel/drivers/virtio/virtio_balloon.ko" % k,
              "ours": "/lib/modules/%s/updates/virtio_balloon.ko" % k}
-    res = {"in-tree": [], "ours": []}
-    with VM.for_root(root, ko=[ko], coldplug=False, modules=("virtio_pci",),
-                     mem_mb=mem_mb, name="bench-" + suite) as vm:
+    res = {"in-tree": [], "ours": [], "limit": []}
+    tag = "%s %s" % (suite, cpu)
+
+    def make():
+        return VM(roots.kernel(root, k), initrd, "vmh.modules=virtio_pci vmh.coldplug=0",
+                  name="bench-" + suite, mem_mb=mem_mb, cpu=cpu,
+                  balloon_opts={"deflate-on-oom": "on"})
+    vm = boot(make)
+    try:
+        # the pressure program asks for what is free with 1 GiB ballooned
+        # plus 256 MiB; the same size for every run in this VM
+        press_mib = vm.meminfo()["MemFree"] // 1024 - 1024 + PRESSURE_OVER_MIB
+        drivers = bool({"inflate", "thp", "pressure"} & set(rows))
         for i in range(rounds):
-            order = ["in-tree", "ours"] if i % 2 == 0 else ["ours", "in-tree"]
-            for which in order:
-                r = one_round(vm, paths[which], mem)
+            for which in (WHO if i % 2 == 0 else WHO[::-1]) if drivers else ():
+                r = driver_round(vm, paths[which], mem, rows, press_mib)
                 res[which].append(r)
-                print("%s %s round %d: inflate %.2fs deflate %.2fs latency %.3fs cpu %.2fs/GiB"
-                      % (suite, which, i, r["inflate_s"], r["deflate_s"], r["latency_s"],
-                         r["cpu_s_per_gib"]), flush=True)
-    return k, res
+                print("%s %s round %d: %s" % (tag, which, i, brief(r)), flush=True)
+            lim = {}
+            if {"pressure", "limit"} & set(rows):
+                prefault(vm)      # then neither step below drops a page
+            if "pressure" in rows:
+                lim.update({"press_limit_s": pressure(vm, mem, press_mib, False)["pressure_s"]})
+            if "limit" in rows:
+                for order in (0, 9):
+                    lim.update(limit(vm, order))
+            if lim:
+                res["limit"].append(lim)
+                print("%s limit round %d: %s" % (tag, i, brief(lim)), flush=True)
+    finally:
+        vm.close()
+    return res
 
 
-METRICS = (("inflate_s", "inflate 1 GiB (s)"), ("deflate_s", "deflate 1 GiB (s)"),
-           ("cpu_s_per_gib", "guest CPU per GiB inflated (s)"),
-           ("latency_s", "reaction latency (s)"))
+def brief(r):
+    return " ".join("%s=%s" % (k, ("%.3f" % v) if isinstance(v, float) else v)
+                    for k, v in r.items() if k != "trace")
 
 
-def table(results):
-    lines = ["| kernel | metric | in-tree (median) | ours (median) | ours / in-tree |",
-             "|---|---|---|---|---|"]
-    for suite, (k, res) in results.items():
-        for key, label in METRICS:
-            a = statistics.median(r[key] for r in res["in-tree"])
-            b = statistics.median(r[key] for r in res["ours"])
-            ratio = "%.2f" % (b / a) if a > 0 else "n/a"
-            lines.append("| %s (%s) | %s | %.3f | %.3f | %s |" % (suite, k, label, a, b, ratio))
+# ------------------------------------------------------------ VMware rows
+
+def vmware_cpu(cpu):
+    """The VMware guest boots as the tests boot it, qemu64 without the
+    CPUID hypervisor bit (with max it hangs early, once it has taken
+    the VMware paravirt path); only ERMS follows the virtio pass's CPU."""
+    return vmwhost.VMWARE_CPU + (",erms=off" if "erms=off" in cpu else ",+erms")
+
+
+def vmw_wait(vm, pages, timeout=600):
+    t0 = time.monotonic()
+    vm.host.wait_state(lambda s: s["locked_pages"] == pages, timeout,
+                       "locked_pages == %d" % pages, alive=vm.check)
+    t = time.monotonic() - t0
+    vmwhost.wait_guest(vm, lambda g: g["current"] == pages, timeout)
+    return t
+
+
+def vmware_pass(suite, root, k, cpu, rounds):
+    ko = build.modules(root, k, only=("vmw_balloon",))["vmw_balloon"]
+    res = {"in-tree": [], "ours": []}
+    vm = boot(lambda: vmwhost.vmware_vm(root, mem_mb=1024, smp=2, target=0, ko=[ko],
+                                        intree_only=False, modules=("vmw_vmci",),
+                                        cpu=vmware_cpu(cpu), name="bench-vmw-" + suite))
+    try:
+        intree = vm.sh("find /lib/modules/%s/kernel -name vmw_balloon.ko" % k).split()[0]
+        paths = {"in-tree": intree, "ours": "/lib/modules/%s/updates/vmw_balloon.ko" % k}
+        for i in range(rounds):
+            for which in (WHO if i % 2 == 0 else WHO[::-1]):
+                vm.sh("insmod %s" % paths[which])
+                vm.host.set_target(VMW_PAGES)
+                tin = vmw_wait(vm, VMW_PAGES)
+                vm.host.set_target(0)
+                tout = vmw_wait(vm, 0)
+                vm.sh("rmmod vmw_balloon")
+                r = {"vmw_inflate_s": tin, "vmw_deflate_s": tout}
+                res[which].append(r)
+                print("%s %s vmware round %d: %s" % (suite, which, i, brief(r)), flush=True)
+        vmwhost.assert_clean(vm)
+    finally:
+        vm.close()
+    return res
+
+
+# ------------------------------------------------------------ report
+
+def med(runs, key):
+    v = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(v) if v else None
+
+
+def fmt(v, nd=3):
+    return "—" if v is None else ("%.*f" % (nd, v))
+
+
+def ratio(a, b):
+    return "—" if a is None or b is None or not b else "%.2f" % (a / b)
+
+
+# (key, label, digits); pairs: in-tree vs ours
+PAIR_ROWS = {
+    "inflate": [("inflate_s", "inflate 1 GiB (s)", 2), ("deflate_s", "deflate 1 GiB (s)", 2),
+                ("cpu_s_per_gib", "guest CPU per GiB inflated (s)", 2),
+                ("latency_s", "reaction latency (s)", 3)],
+    "pressure": [("pressure_s", "pressure: 256 MiB over free, 1 GiB ballooned (s)", 2)],
+    "thp": [("buddy_2m", "after a cycle: free 2 MiB blocks (order ≥ 9)", 0),
+            ("thp_pct", "after a cycle: THP share of 512 MiB (%)", 1)],
+    "vmware": [("vmw_inflate_s", "VMware: inflate 256 MiB (s)", 2),
+               ("vmw_deflate_s", "VMware: deflate 256 MiB (s)", 2)],
+}
+# (limit key, label, the in-tree key it is compared with)
+LIMIT_ROWS = [("limit0_alloc_s", "limit: allocate 1 GiB, order 0 (s)", "inflate_s"),
+              ("limit9_alloc_s", "limit: allocate 1 GiB, order 9 (s)", "inflate_s"),
+              ("limit0_free_s", "limit: free 1 GiB, order 0 (s)", "deflate_s"),
+              ("limit9_free_s", "limit: free 1 GiB, order 9 (s)", "deflate_s")]
+
+
+def rows_for(p, rows):
+    """[(label, in-tree cell, ours cell, ratio cell)] of one pass."""
+    it, us, lim = p.get("in-tree", []), p.get("ours", []), p.get("limit", [])
+    out = []
+    for row in ("inflate", "limit", "pressure", "thp", "vmware"):
+        if row not in rows:
+            continue
+        if row == "limit":
+            for key, label, base in LIMIT_ROWS:
+                lv, bv = med(lim, key), med(it, base)
+                out.append((label + " ÷ in-tree " + base.split("_")[0],
+                            fmt(bv, 2), fmt(lv, 2), ratio(lv, bv)))
+            continue
+        for key, label, nd in PAIR_ROWS[row]:
+            a, b = med(it, key), med(us, key)
+            out.append((label, fmt(a, nd), fmt(b, nd), ratio(b, a)))
+        if row == "pressure":
+            lv = med(lim, "press_limit_s")
+            a, b = med(it, "pressure_s"), med(us, "pressure_s")
+            out.append(("pressure: no-balloon limit (s) ÷ in-tree", fmt(a, 2), fmt(lv, 2),
+                        ratio(lv, a)))
+            out.append(("pressure ÷ no-balloon limit", ratio(a, lv), ratio(b, lv), ""))
+            out.append(("pressure: OOM kills (sum of rounds)",
+                        str(sum(r.get("oom_kills", 0) for r in it)),
+                        str(sum(r.get("oom_kills", 0) for r in us)), ""))
+            for key, label in (("majflt", "pressure: major faults"),
+                               ("pswpin", "pressure: swap-ins"),
+                               ("given_mib", "pressure: balloon given back (MiB)")):
+                a, b = med(it, key), med(us, key)
+                out.append((label, fmt(a, 0), fmt(b, 0), ratio(b, a)))
+    return out
+
+
+def table(suite, passes, cpus, rows):
+    head = "| metric |" + "".join(" in-tree | ours | ours / in-tree |" for _ in cpus)
+    sub = "|---|" + "---|---|---|" * len(cpus)
+    lines = ["**%s (%s)** — columns: %s" % (
+        suite, passes[cpus[0]].get("kernel", "?"),
+        "; ".join("`-cpu %s`" % c for c in cpus)), "", head, sub]
+    cols = [rows_for(passes[c], rows) for c in cpus]
+    for i, (label, *_) in enumerate(cols[0]):
+        lines.append("| %s |" % label + "".join(" %s | %s | %s |" % tuple(c[i][1:]) for c in cols))
+    loads = []
+    for c in cpus:
+        p = passes[c]
+        if "error" in p:
+            loads.append("`%s` FAILED: %s" % (c, p["error"].splitlines()[-1]))
+        else:
+            loads.append("`%s` %.1f → %.1f (%.0f s)" % (c, p["load"][0], p["load"][1],
+                                                       p["seconds"]))
+    lines += ["", "Host load (1-min average) start → end, wall time: " + "; ".join(loads)]
     return "\n".join(lines) + "\n"
 
 
-def plot(results, path):
+def plot(results, cpus, path):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -117,40 +378,85 @@ def plot(results, path):
     except ImportError:
         print("bench: python3-matplotlib missing, no plot")
         return
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
-    for ax, (suite, (k, res)) in zip(axes[0], results.items()):
-        for which, style in (("in-tree", "--"), ("ours", "-")):
-            tr = res[which][-1]["trace"]
-            ax.plot([t for t, _ in tr], [a / GiB for _, a in tr], style, label=which)
-        ax.set_title("%s %s" % (suite, k))
-        ax.set_xlabel("seconds")
-        ax.set_ylabel("guest memory left to it (GiB)")
-        ax.legend()
+    suites = list(results)
+    fig, axes = plt.subplots(len(cpus), len(suites), figsize=(5 * len(suites), 3 * len(cpus)),
+                             squeeze=False)
+    for ci, cpu in enumerate(cpus):
+        for si, suite in enumerate(suites):
+            ax = axes[ci][si]
+            p = results[suite][cpu]
+            for which, style in (("in-tree", "--"), ("ours", "-")):
+                runs = [r for r in p.get(which, []) if "trace" in r]
+                if runs:
+                    tr = runs[-1]["trace"]
+                    ax.plot([t for t, _ in tr], [a / GiB for _, a in tr], style, label=which)
+            ax.set_title("%s %s, -cpu %s" % (suite, p.get("kernel", ""), cpu), fontsize=9)
+            ax.set_xlabel("seconds")
+            ax.set_ylabel("guest memory (GiB)")
+            ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--suites", default=os.environ.get("BENCH_SUITES", "bookworm"))
+    ap.add_argument("--suites", default=os.environ.get("BENCH_SUITES", "bookworm sid"))
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
-    ap.add_argument("--mem", type=int, default=2048, help="guest MiB")
+    ap.add_argument("--rows", default=os.environ.get("BENCH_ROWS", " ".join(ROWS)))
+    ap.add_argument("--cpus", default=os.environ.get("BENCH_CPUS", "max max,erms=off"))
     ap.add_argument("--out", default=os.path.join(REPO, "out", "bench"))
     a = ap.parse_args()
+    rows = a.rows.split()
+    bad = set(rows) - set(ROWS)
+    if bad:
+        sys.exit("bench: unknown rows %s (known: %s)" % (" ".join(sorted(bad)), " ".join(ROWS)))
+    cpus = a.cpus.split()
     os.makedirs(a.out, exist_ok=True)
-    results = {}
-    for s in a.suites.split():
-        results[s] = run_suite(s, a.rounds, a.mem)
-    md = table(results)
+    t_all = time.monotonic()
+    results, failed = {}, False
+    for suite in a.suites.split():
+        root = roots.root(suite)
+        k = roots.kver(root)
+        results[suite] = {}
+        for cpu in cpus:
+            t0, l0 = time.monotonic(), os.getloadavg()[0]
+            p = {"kernel": k}
+            try:
+                if set(rows) - {"vmware"}:
+                    p.update(virtio_pass(suite, root, k, cpu, a.rounds, rows))
+                if "vmware" in rows:
+                    for who, runs in vmware_pass(suite, root, k, cpu, a.rounds).items():
+                        for i, r in enumerate(runs):
+                            lst = p.setdefault(who, [])
+                            if i < len(lst):
+                                lst[i].update(r)
+                            else:
+                                lst.append(r)
+            except Exception:
+                failed = True
+                p["error"] = traceback.format_exc()
+                print("bench: %s -cpu %s failed:\n%s" % (suite, cpu, p["error"]), flush=True)
+            p["load"] = (l0, os.getloadavg()[0])
+            p["seconds"] = time.monotonic() - t0
+            results[suite][cpu] = p
+    wall = time.monotonic() - t_all
+    md = ("Medians of %d alternating rounds, one TCG VM per kernel and CPU model; "
+          "ratio < 1 favours ours for times, > 1 for the THP rows. Rows `limit:` put "
+          "the limit (no protocol) in the ours column and divide it by the in-tree "
+          "driver's inflate or deflate time. Bench wall time %.0f s.\n\n" % (a.rounds, wall))
+    md += "\n".join(table(s, results[s], cpus, rows) for s in results)
     print(md)
     with open(os.path.join(a.out, "bench.md"), "w") as f:
-        f.write("Medians of %d alternating rounds in one TCG VM per kernel; "
-                "ratio < 1 favours ours.\n\n" % a.rounds + md)
+        f.write(md)
     with open(os.path.join(a.out, "bench.json"), "w") as f:
-        json.dump({s: {"kernel": k, "runs": {w: [{x: y for x, y in r.items() if x != "trace"}
-                                                 for r in rs] for w, rs in res.items()}}
-                   for s, (k, res) in results.items()}, f, indent=1)
-    plot(results, os.path.join(a.out, "bench.png"))
+        json.dump({"rounds": a.rounds, "rows": rows, "cpus": cpus, "wall_s": wall,
+                   "suites": {s: {c: {x: ([{kk: vv for kk, vv in r.items() if kk != "trace"}
+                                            for r in y] if isinstance(y, list) else y)
+                                      for x, y in p.items()}
+                                  for c, p in ps.items()}
+                              for s, ps in results.items()}}, f, indent=1)
+    plot(results, cpus, os.path.join(a.out, "bench.png"))
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
