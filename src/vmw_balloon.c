@@ -175,6 +175,9 @@ enum vmballoon_status {
  */
 #define VMW_BALLOON_RESERVE_SHIFT	5
 
+/* pop() waits for pages under migration; it says so this often. */
+#define VMW_BALLOON_POP_WARN		(10 * HZ)
+
 /* Inflation pauses this long after the shrinker had to take pages back. */
 #define VMW_BALLOON_SHRINK_DELAY	(5 * HZ)
 
@@ -985,23 +988,25 @@ static u64 vmballoon_deflate(struct vmballoon *b, u64 n_frames,
 /*
  * Free every page without telling the host, which forgot them.  Pages
  * isolated for migration come back to the list shortly (the migration
- * callback fails while conf_sem is held for writing), so wait for them.
+ * callback fails while conf_sem is held for writing), so wait for them as
+ * long as it takes: they are still ours, and a page given up for lost
+ * would come back later to a balloon that no longer counts it, or no
+ * longer exists.
  */
 static void vmballoon_pop(struct vmballoon *b)
 {
-	unsigned int idle = 0;
+	unsigned long since = jiffies;
 	u64 size;
 
 	while ((size = atomic64_read(&b->size)) != 0) {
 		if (vmballoon_deflate(b, size, false)) {
-			idle = 0;
+			since = jiffies;
 			continue;
 		}
-		if (++idle > 10000) {
-			pr_err("%llu frames stuck in the balloon, leaking them\n",
-			       size);
-			atomic64_set(&b->size, 0);
-			break;
+		if (time_after(jiffies, since + VMW_BALLOON_POP_WARN)) {
+			pr_warn("still waiting for %llu frames under migration\n",
+				size);
+			since = jiffies;
 		}
 		usleep_range(100, 200);
 	}
