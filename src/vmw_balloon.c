@@ -260,6 +260,7 @@ struct vmballoon {
 	 * for writing; everybody else holds it for reading.
 	 */
 	struct rw_semaphore conf_sem;
+	bool stopping;			/* unloading: no work, no new doorbell */
 	bool reset_required;
 	unsigned long capabilities;
 	enum vmballoon_page_size max_page_size;
@@ -1118,6 +1119,8 @@ static bool vmballoon_setup_cmds(struct vmballoon *b)
 static void vmballoon_reset(struct vmballoon *b)
 {
 	down_write(&b->conf_sem);
+	if (b->stopping)
+		goto out;
 
 	vmballoon_vmci_cleanup(b);
 	vmballoon_pop(b);
@@ -1155,6 +1158,10 @@ static void vmballoon_work(struct work_struct *work)
 		vmballoon_reset(b);
 
 	down_read(&b->conf_sem);
+	if (b->stopping) {
+		up_read(&b->conf_sem);
+		return;
+	}
 	vmballoon_stat_inc(b, VMW_BALLOON_STAT_TIMER);
 	if (!READ_ONCE(b->reset_required) && vmballoon_send_get_target(b))
 		change = vmballoon_change(b);
@@ -1366,20 +1373,30 @@ module_init(vmballoon_init);
 /*
  * Unload: stop all activity, tell the host we are leaving (START with no
  * capabilities makes it forget our pages), and free every page.
+ *
+ * The doorbell can queue the work at any time until it is destroyed, and
+ * the work, if a reset is due, creates a doorbell.  So "stopping" is set
+ * under conf_sem held for writing, in the same section that destroys the
+ * doorbell: a work that runs later sees it and neither resets (no new
+ * doorbell) nor requeues itself; one that ran before has finished, since
+ * it holds conf_sem, and any doorbell it made is the one destroyed here.
+ * vmci_doorbell_destroy() returns once no callback of it is running or
+ * queued, so after it nothing can queue the work, and the cancel below
+ * is the last one needed.
  */
 static void __exit vmballoon_exit(void)
 {
 	struct vmballoon *b = &balloon;
 
 	vmballoon_shrinker_exit(b);
-	cancel_delayed_work_sync(&b->dwork);
-	debugfs_remove(b->dbg_entry);
 
 	down_write(&b->conf_sem);
+	b->stopping = true;
 	vmballoon_vmci_cleanup(b);
 	up_write(&b->conf_sem);
-	/* A doorbell rung before the cleanup may have queued the work again. */
+
 	cancel_delayed_work_sync(&b->dwork);
+	debugfs_remove(b->dbg_entry);
 
 	down_write(&b->conf_sem);
 	vmballoon_send_start(b, 0);
