@@ -36,6 +36,7 @@
 #include <linux/module.h>
 #include <linux/rwsem.h>
 #include <linux/seq_file.h>
+#include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/vmstat.h>
 #include <linux/workqueue.h>
@@ -169,11 +170,14 @@ enum vmballoon_status {
 #define VMW_BALLOON_HELD_RAM_SHIFT	4
 
 /*
- * The balloon never takes the guest below this share of its RAM in
- * available memory (1/32): a host asking for more than that would only
- * get the guest killed by the OOM killer.
+ * The balloon never takes the guest below this much available memory: a
+ * 32nd of its RAM, at least 16 MiB and at most 1 GiB (as virtio_balloon).
+ * A host asking for more would only get the guest killed by the OOM
+ * killer.
  */
 #define VMW_BALLOON_RESERVE_SHIFT	5
+#define VMW_BALLOON_RESERVE_MIN		(SZ_16M >> PAGE_SHIFT)
+#define VMW_BALLOON_RESERVE_MAX		(SZ_1G >> PAGE_SHIFT)
 
 /* pop() waits for pages under migration; it says so this often. */
 #define VMW_BALLOON_POP_WARN		(10 * HZ)
@@ -471,8 +475,11 @@ static bool vmballoon_send_get_target(struct vmballoon *b)
  */
 static s64 vmballoon_room(struct vmballoon *b, s64 want)
 {
-	s64 room = (s64)si_mem_available() -
-		   (s64)(totalram_pages() >> VMW_BALLOON_RESERVE_SHIFT);
+	unsigned long reserve = clamp_t(unsigned long,
+					totalram_pages() >> VMW_BALLOON_RESERVE_SHIFT,
+					VMW_BALLOON_RESERVE_MIN,
+					VMW_BALLOON_RESERVE_MAX);
+	s64 room = (s64)si_mem_available() - (s64)reserve;
 
 	if (room >= want) {
 		b->reserve_hit = false;
