@@ -257,6 +257,7 @@ struct vmballoon {
 	/* What the host asked for, in frames, clamped to guest RAM. */
 	unsigned long target;
 	bool target_clamped;
+	bool target_wide;
 	bool reserve_hit;
 
 	/*
@@ -353,16 +354,27 @@ static inline unsigned long vmballoon_hv(unsigned long cmd, unsigned long arg1,
 
 /*
  * Accept a target from the host.  More than the guest has is clamped to
- * guest RAM, and so is a value that does not fit 32 bits unless 64-bit
- * targets were negotiated; each such episode is reported once.
+ * guest RAM.  A value that does not fit 32 bits when 64-bit targets were
+ * not negotiated is no target the protocol can carry: it is ignored and
+ * the previous target stands (taking it as "all of RAM" would press the
+ * guest down to its reserve on a host's bad register).  Each such episode
+ * is reported once.
  */
 static void vmballoon_set_target(struct vmballoon *b, unsigned long target)
 {
 	unsigned long limit = totalram_pages();
-	bool wide = target > U32_MAX &&
-		    !(b->capabilities & VMW_BALLOON_64_BIT_TARGET);
 
-	if (wide || target > limit) {
+	if (target > U32_MAX &&
+	    !(b->capabilities & VMW_BALLOON_64_BIT_TARGET)) {
+		if (!b->target_wide)
+			pr_warn("host sent a target of %lu pages without 64-bit targets; ignoring it\n",
+				target);
+		b->target_wide = true;
+		return;
+	}
+	b->target_wide = false;
+
+	if (target > limit) {
 		if (!b->target_clamped)
 			pr_warn("host asks for %lu pages, more than the guest's %lu; using %lu\n",
 				target, limit, limit);
@@ -456,7 +468,9 @@ static bool vmballoon_send_guest_id(struct vmballoon *b)
 
 /*
  * GET_TARGET tells the host how big the guest is and returns the target.
- * Without 64-bit targets the limit must fit 32 bits.
+ * Without 64-bit targets the limit must fit 32 bits: a guest of more than
+ * 16 TiB says 16 TiB, the most the host can ask of it then (the in-tree
+ * driver sends nothing in that case and so never balloons).
  */
 static bool vmballoon_send_get_target(struct vmballoon *b)
 {
