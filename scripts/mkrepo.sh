@@ -103,7 +103,7 @@ else
 	throwaway=
 fi
 fpr=$(gpg --batch --with-colons --list-secret-keys "${sel[@]}" 2>/dev/null |
-	awk -F: '$1 == "fpr" { print $10; exit }')
+	awk -F: '$1 == "fpr" { print $10; exit }') || true
 [ -n "$fpr" ] || die "mkrepo.sh: BALLOON_GPG_KEY=$BALLOON_GPG_KEY: no such secret key in ${GNUPGHOME:-~/.gnupg}"
 if [ -n "$throwaway" ]; then
 	echo "balloon-dkms: BALLOON_GPG_KEY is not set: signed with a throwaway key $fpr (its secret half is deleted now; set BALLOON_GPG_KEY to publish upgrades with the same key)" >&2
@@ -114,7 +114,7 @@ sign+=(--local-user "$fpr" --digest-algo SHA512)
 # only that other key.
 keyring=$repo/apt/balloon-dkms-archive-keyring.gpg
 if [ -e "$repo/apt" ] || [ -e "$repo/rpm" ]; then
-	old=$(gpg --batch --with-colons --show-keys "$keyring" 2>/dev/null | awk -F: '$1 == "fpr" { print $10; exit }')
+	old=$(gpg --batch --with-colons --show-keys "$keyring" 2>/dev/null | awk -F: '$1 == "fpr" { print $10; exit }') || true
 	if [ "$old" != "$fpr" ]; then
 		[ -n "$old" ] && log "mkrepo: $repo was signed with key $old; starting it afresh"
 		rm -rf "$repo/apt" "$repo/rpm"
