@@ -10,13 +10,22 @@
  * deflation when the guest runs out of memory, free page hints for live
  * migration, free page reporting and page poisoning.
  *
+ * Beyond the kernel's own driver: inflation takes 2 MiB blocks first and
+ * talks to the host in batches (alloc_policy.h), the balloon gives memory
+ * back under pressure when the host allows it (pressure_policy.h), and
+ * the floor the guest keeps is a module parameter (floor_mb).
+ *
  * The host is not trusted: a target larger than the guest can give is
- * pursued only as far as the guest keeps a reserve, a device that stops
- * answering does not hang us, and every page comes back on removal.
+ * pursued only as far as the floor allows, a device that breaks (surprise
+ * removal) does not hang us, and every page comes back on removal.  A
+ * live host that never hands a request back does stall the balloon, as
+ * with the kernel's own driver: the request's frames are in use until it
+ * does, so there is nothing safe to give up on.
  *
  * Kernel API differences (5.10 to 7.2) live in compat/.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+/* Our own messages (bad module parameters) say whose they are. */
+#define pr_fmt(fmt) "balloon-dkms: " KBUILD_MODNAME ": " fmt
 
 #include <linux/debugfs.h>
 #include <linux/device.h>
@@ -41,19 +50,17 @@
 
 #include "compat/compat.h"
 #include "compat/balloon.h"
+#include "compat/reclaim.h"
 #include "compat/shrinker.h"
 #include "compat/slab.h"
 #include "compat/virtio.h"
+#include "alloc_policy.h"
+#include "pressure_policy.h"
 
 /* The balloon protocol counts in 4 KiB frames, whatever the page size. */
 #define VB_FRAMES_PER_PAGE	((unsigned int)(PAGE_SIZE >> VIRTIO_BALLOON_PFN_SHIFT))
-/*
- * Frames per inflate or deflate request.  Hosts are known to reject
- * longer requests (256 is what Linux has always sent), so keep it.
- */
-#define VB_PFNS_MAX		256
-/* Frames given back per OOM notification (1 MiB with 4 KiB frames). */
-#define VB_OOM_FRAMES		256
+/* What the OOM notifier asks the pressure policy for (16 MiB). */
+#define VB_OOM_FRAMES		(SZ_16M >> VIRTIO_BALLOON_PFN_SHIFT)
 /* Run before other OOM notifiers that only drop caches. */
 #define VB_OOM_PRIORITY		80
 
@@ -65,14 +72,41 @@
 #define VB_HINT_GFP		(__GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC)
 
 /*
- * Memory the guest keeps whatever the host asks: a 32nd of RAM at probe
- * time, at least 16 MiB and at most 1 GiB.
+ * The floor: memory the guest keeps whatever the host asks.  By default
+ * a 32nd of RAM at probe time, at least 16 MiB and at most 1 GiB; the
+ * floor_mb module parameter overrides it (0: no floor, inflate until
+ * allocations fail, as the kernel's own driver does).
  */
 #define VB_RESERVE_MIN		(SZ_16M >> PAGE_SHIFT)
 #define VB_RESERVE_MAX		(SZ_1G >> PAGE_SHIFT)
 /* Retry delays when the target cannot be reached now. */
 #define VB_RETRY_MIN_MS		200
 #define VB_RETRY_MAX_MS		10000
+/* Every page left is isolated for migration: look again next tick. */
+#define VB_MIGRATION_WAIT	1
+
+static int floor_mb = -1;
+
+static int floor_mb_set(const char *val, const struct kernel_param *kp)
+{
+	int mb;
+
+	if (kstrtoint(val, 0, &mb) || mb < -1) {
+		pr_err("floor_mb must be -1 (a 32nd of RAM), 0 (no floor) or a size in MiB, not '%s'\n",
+		       strim((char *)val));
+		return -EINVAL;
+	}
+	WRITE_ONCE(floor_mb, mb);
+	return 0;
+}
+
+static const struct kernel_param_ops floor_mb_ops = {
+	.set = floor_mb_set,
+	.get = param_get_int,
+};
+module_param_cb(floor_mb, &floor_mb_ops, &floor_mb, 0644);
+MODULE_PARM_DESC(floor_mb,
+		 "memory in MiB the guest keeps whatever the host asks: -1 = a 32nd of RAM (16 MiB to 1 GiB), 0 = none");
 
 /* Queue numbers; a queue whose feature is off gets no slot. */
 enum {
@@ -107,15 +141,30 @@ struct virtio_balloon {
 	struct mutex balloon_lock;
 	/* Frames in the balloon, as reported to the host in "actual". */
 	unsigned int num_pages;
-	unsigned int num_pfns;
-	__virtio32 pfns[VB_PFNS_MAX];
+	/* 2 MiB blocks in the balloon (alloc_policy.h); not migratable. */
+	struct list_head blocks;
+	unsigned long num_blocks;
+	/* Frames per batch now, and at most (what the rings hold). */
+	unsigned int batch;
+	unsigned int batch_max;
+	__virtio32 pfns[VB_BATCH_MAX];
 	/* Completions of inflate, deflate and reporting requests. */
 	wait_queue_head_t acked;
+	/* Requests and notifications sent, largest request (frames). */
+	unsigned long requests;
+	unsigned long kicks;
+	unsigned int request_max;
 
-	/* Pages the guest keeps back, and the retry state when it does. */
+	/* The floor by default (floor_mb = -1), and the retry state. */
 	unsigned long reserve;
 	unsigned int retry_ms;
 	bool out_of_puff;
+
+	/* Giving memory back under pressure (pressure_policy.h). */
+	struct shrinker *pressure_shrinker;
+	struct vb_pressure pressure;
+	/* The task allocating for the balloon: its reclaim is no pressure. */
+	struct task_struct *filler;
 
 	struct balloon_dev_info vb_dev_info;
 
@@ -198,127 +247,242 @@ static void balloon_ack(struct virtqueue *vq)
 	wake_up(&vb->acked);
 }
 
-/*
- * Hand the host the frames in vb->pfns and wait until it has taken them.
- * A device that broke (surprise removal) never answers: we stop waiting
- * and carry on, since nobody is left to care about these frames.
- */
-static void tell_host(struct virtio_balloon *vb, struct virtqueue *vq)
+/* Count the requests the host has handed back; true once none is left. */
+static bool vb_reap(struct virtqueue *vq, unsigned int *left)
 {
-	struct scatterlist sg;
 	unsigned int len;
-	int err;
 
-	sg_init_one(&sg, vb->pfns, sizeof(vb->pfns[0]) * vb->num_pfns);
+	while (*left && virtqueue_get_buf(vq, &len))
+		(*left)--;
+	return !*left;
+}
 
-	/* One request at a time: the queue is always empty here. */
-	err = virtqueue_add_outbuf(vq, &sg, 1, vb, GFP_KERNEL);
-	if (err) {
-		dev_err_ratelimited(&vb->vdev->dev, "cannot queue %u frames: %d\n",
-				    vb->num_pfns, err);
-		return;
+/*
+ * Hand the host the first @nr frames of vb->pfns, in requests of at most
+ * VB_PFNS_MAX frames, with one notification, and wait until it has taken
+ * them all.  Returns 0 when it has; -EIO when the device broke (surprise
+ * removal: nobody is left to tell, so callers carry on as if told); any
+ * other error when the host was not told.
+ */
+static int tell_host(struct virtio_balloon *vb, struct virtqueue *vq,
+		     unsigned int nr)
+{
+	unsigned int off, len, queued = 0;
+	struct scatterlist sg;
+	int err = 0;
+
+	for (off = 0; off < nr; off += len) {
+		len = min_t(unsigned int, nr - off, VB_PFNS_MAX);
+		sg_init_one(&sg, vb->pfns + off, sizeof(vb->pfns[0]) * len);
+		err = virtqueue_add_outbuf(vq, &sg, 1, vb->pfns + off, GFP_KERNEL);
+		if (err)
+			break;
+		queued++;
+		vb->request_max = max(vb->request_max, len);
 	}
-	virtqueue_kick(vq);
+	if (err)
+		dev_err_ratelimited(&vb->vdev->dev, "cannot queue %u frames: %d\n",
+				    nr - off, err);
+	if (!queued)
+		return virtqueue_is_broken(vq) ? -EIO : err;
 
-	while (!wait_event_timeout(vb->acked, virtqueue_get_buf(vq, &len), HZ)) {
+	vb->requests += queued;
+	vb->kicks++;
+	virtqueue_kick(vq);
+	while (!wait_event_timeout(vb->acked, vb_reap(vq, &queued), HZ)) {
 		if (virtqueue_is_broken(vq)) {
 			dev_warn_once(&vb->vdev->dev, "device stopped answering\n");
-			return;
+			return -EIO;
 		}
 	}
+	return err;
 }
 
 static void set_page_pfns(struct virtio_balloon *vb, __virtio32 pfns[],
-			  struct page *page)
+			  struct page *page, unsigned int frames)
 {
 	unsigned long frame = page_to_pfn(page) * VB_FRAMES_PER_PAGE;
 	unsigned int i;
 
-	BUILD_BUG_ON(VB_FRAMES_PER_PAGE > VB_PFNS_MAX);
-	for (i = 0; i < VB_FRAMES_PER_PAGE; i++)
+	for (i = 0; i < frames; i++)
 		pfns[i] = cpu_to_virtio32(vb->vdev, frame + i);
 }
 
+/* Write the frames of every page on @pages into vb->pfns from @at on. */
+static unsigned int list_pfns(struct virtio_balloon *vb, struct list_head *pages,
+			      unsigned int frames, unsigned int at)
+{
+	struct page *page;
+
+	list_for_each_entry(page, pages, lru) {
+		set_page_pfns(vb, vb->pfns + at, page, frames);
+		at += frames;
+	}
+	return at;
+}
+
+static void free_page_list(struct list_head *pages, bool blocks)
+{
+	struct page *page, *next;
+
+	list_for_each_entry_safe(page, next, pages, lru) {
+		list_del(&page->lru);
+		if (blocks)
+			vb_block_free(page);
+		else
+			put_page(page);
+	}
+}
+
+/* The floor in pages: the parameter if set, else the probe-time default. */
+static unsigned long vb_floor(struct virtio_balloon *vb)
+{
+	int mb = READ_ONCE(floor_mb);
+
+	return mb < 0 ? vb->reserve : (unsigned long)mb << (20 - PAGE_SHIFT);
+}
+
 /*
- * Pages we may still take without eating into the guest's reserve.
- * MemAvailable counts what reclaim can free as well, so the balloon may
- * push out caches but never the guest's working memory.
+ * Pages we may still take without going below the floor.  MemAvailable
+ * counts what reclaim can free as well, so the balloon may push out
+ * caches but never the guest's working memory.  No floor: as much as
+ * the allocator will give.
  */
 static unsigned long inflate_headroom(struct virtio_balloon *vb)
 {
-	long avail = si_mem_available();
+	unsigned long floor = vb_floor(vb);
+	long avail;
 
-	return avail > vb->reserve ? avail - vb->reserve : 0;
+	if (!floor)
+		return ULONG_MAX;
+	avail = si_mem_available();
+	return avail > floor ? avail - floor : 0;
 }
 
-/* Inflate by up to @num frames; returns how many went into the balloon. */
+/*
+ * Inflate by up to @num frames (at most one batch): whole blocks while
+ * @num has room for one and the allocator has them free, single pages
+ * for the rest.  Returns how many frames went into the balloon.
+ */
 static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
 {
+	unsigned int got = 0, nblocks = 0, at;
 	struct page *page;
-	unsigned int got;
+	LIST_HEAD(blocks);
 	LIST_HEAD(pages);
+	int err;
 
-	num = min_t(size_t, num, VB_PFNS_MAX);
-	num = min_t(size_t, num, inflate_headroom(vb) * VB_FRAMES_PER_PAGE);
+	num = min_t(size_t, num, vb->batch_max);
+	num = min_t(size_t, num, inflate_headroom(vb) * (u64)VB_FRAMES_PER_PAGE);
 
-	for (got = 0; got + VB_FRAMES_PER_PAGE <= num; got += VB_FRAMES_PER_PAGE) {
+	WRITE_ONCE(vb->filler, current);
+	while (num - got >= VB_BLOCK_FRAMES) {
+		page = vb_block_alloc();
+		if (!page)
+			break;
+		list_add_tail(&page->lru, &blocks);
+		got += VB_BLOCK_FRAMES;
+		nblocks++;
+	}
+	while (num - got >= VB_FRAMES_PER_PAGE) {
 		page = balloon_page_alloc();
 		if (!page)
 			break;
-		list_add(&page->lru, &pages);
+		list_add_tail(&page->lru, &pages);
+		got += VB_FRAMES_PER_PAGE;
 	}
+	WRITE_ONCE(vb->filler, NULL);
 	if (!got)
 		return 0;
 
 	mutex_lock(&vb->balloon_lock);
-	vb->num_pfns = 0;
-	list_for_each_entry(page, &pages, lru) {
-		set_page_pfns(vb, vb->pfns + vb->num_pfns, page);
-		vb->num_pfns += VB_FRAMES_PER_PAGE;
+	at = list_pfns(vb, &blocks, VB_BLOCK_FRAMES, 0);
+	list_pfns(vb, &pages, VB_FRAMES_PER_PAGE, at);
+	err = tell_host(vb, vb->inflate_vq, got);
+	if (err && err != -EIO) {
+		/* The host did not take them: they stay the guest's. */
+		mutex_unlock(&vb->balloon_lock);
+		free_page_list(&blocks, true);
+		free_page_list(&pages, false);
+		return 0;
 	}
+	list_for_each_entry(page, &blocks, lru)
+		balloon_compat_block_insert(page, VB_BLOCK_ORDER);
+	list_splice_tail(&blocks, &vb->blocks);
+	vb->num_blocks += nblocks;
 	balloon_compat_list_enqueue(&vb->vb_dev_info, &pages);
 	vb->num_pages += got;
-	tell_host(vb, vb->inflate_vq);
 	mutex_unlock(&vb->balloon_lock);
 
 	return got;
 }
 
-/* Deflate by up to @num frames; returns how many left the balloon. */
-static unsigned int leak_balloon(struct virtio_balloon *vb, size_t num)
+/*
+ * Deflate by up to @num frames (at most one batch); the caller holds
+ * balloon_lock.  Whole blocks go first, while @num has room for one;
+ * then single pages.  A balloon that holds only blocks gives back a
+ * whole one even for less (the caller inflates the difference again).
+ * Returns how many frames left the balloon.
+ */
+static unsigned int __leak_balloon(struct virtio_balloon *vb, size_t num)
 {
+	unsigned int freed = 0, nblocks = 0, npages, at;
 	struct page *page, *next;
-	unsigned int freed;
+	LIST_HEAD(blocks);
 	LIST_HEAD(pages);
+	int err;
 
-	num = min_t(size_t, num, VB_PFNS_MAX);
-
-	mutex_lock(&vb->balloon_lock);
+	num = min_t(size_t, num, vb->batch_max);
 	num = min_t(size_t, num, vb->num_pages);
-	/* Pages isolated for migration come back later; take the others. */
-	freed = balloon_compat_list_dequeue(&vb->vb_dev_info, &pages,
-					    num / VB_FRAMES_PER_PAGE);
-	freed *= VB_FRAMES_PER_PAGE;
 
-	vb->num_pfns = 0;
-	list_for_each_entry(page, &pages, lru) {
-		set_page_pfns(vb, vb->pfns + vb->num_pfns, page);
-		vb->num_pfns += VB_FRAMES_PER_PAGE;
+	list_for_each_entry_safe(page, next, &vb->blocks, lru) {
+		if (num - freed < VB_BLOCK_FRAMES)
+			break;
+		list_move_tail(&page->lru, &blocks);
+		freed += VB_BLOCK_FRAMES;
+		nblocks++;
 	}
-	vb->num_pages -= freed;
+	/* Pages isolated for migration come back later; take the others. */
+	npages = balloon_compat_list_dequeue(&vb->vb_dev_info, &pages,
+					     (num - freed) / VB_FRAMES_PER_PAGE);
+	freed += npages * VB_FRAMES_PER_PAGE;
+	if (!freed && num && !list_empty(&vb->blocks)) {
+		list_move_tail(vb->blocks.next, &blocks);
+		freed = VB_BLOCK_FRAMES;
+		nblocks = 1;
+	}
+	if (!freed)
+		return 0;
 
 	/*
 	 * With VIRTIO_BALLOON_F_MUST_TELL_HOST the host must hear about the
 	 * pages before the guest uses them again; we always do it that way.
 	 */
-	if (freed)
-		tell_host(vb, vb->deflate_vq);
-	list_for_each_entry_safe(page, next, &pages, lru) {
-		list_del(&page->lru);
-		put_page(page);
+	at = list_pfns(vb, &blocks, VB_BLOCK_FRAMES, 0);
+	list_pfns(vb, &pages, VB_FRAMES_PER_PAGE, at);
+	err = tell_host(vb, vb->deflate_vq, freed);
+	if (err && err != -EIO) {
+		/* Not told: the pages stay in the balloon. */
+		list_splice(&blocks, &vb->blocks);
+		balloon_compat_list_enqueue(&vb->vb_dev_info, &pages);
+		return 0;
 	}
-	mutex_unlock(&vb->balloon_lock);
+	vb->num_blocks -= nblocks;
+	vb->num_pages -= freed;
+	list_for_each_entry(page, &blocks, lru)
+		balloon_compat_block_remove(page, VB_BLOCK_ORDER);
+	free_page_list(&blocks, true);
+	free_page_list(&pages, false);
+	return freed;
+}
 
+static unsigned int leak_balloon(struct virtio_balloon *vb, size_t num)
+{
+	unsigned int freed;
+
+	mutex_lock(&vb->balloon_lock);
+	freed = __leak_balloon(vb, num);
+	mutex_unlock(&vb->balloon_lock);
 	return freed;
 }
 
@@ -354,27 +518,43 @@ static unsigned long out_of_puff(struct virtio_balloon *vb, s64 missing)
 	return msecs_to_jiffies(vb->retry_ms);
 }
 
+/* Jiffies inflation must still wait after giving memory back. */
+static unsigned long pressure_hold(struct virtio_balloon *vb)
+{
+	unsigned long hold;
+
+	mutex_lock(&vb->balloon_lock);
+	hold = vb_pressure_hold(&vb->pressure);
+	mutex_unlock(&vb->balloon_lock);
+	return hold;
+}
+
 static void size_work_func(struct work_struct *work)
 {
 	struct virtio_balloon *vb = container_of(to_delayed_work(work),
 						 struct virtio_balloon, size_work);
 	unsigned long delay = 0;
-	unsigned int done;
+	unsigned int done, want;
 	s64 diff;
 
 	diff = towards_target(vb);
 	if (diff > 0) {
-		done = fill_balloon(vb, diff);
-		if ((s64)done < min_t(s64, diff, VB_PFNS_MAX))
-			delay = out_of_puff(vb, diff - done);
-		else
-			vb->retry_ms = 0;
-		diff -= done;
+		delay = pressure_hold(vb);
+		if (!delay) {
+			want = min_t(s64, diff, vb->batch);
+			done = fill_balloon(vb, want);
+			if (done < want) {
+				delay = out_of_puff(vb, diff - done);
+			} else {
+				vb->retry_ms = 0;
+				vb->batch = vb_batch_next(vb->batch, vb->batch_max);
+			}
+			diff -= done;
+		}
 	} else if (diff < 0) {
 		done = leak_balloon(vb, -diff);
-		/* All remaining pages are being migrated: let that finish. */
 		if (!done)
-			delay = 1;
+			delay = VB_MIGRATION_WAIT;
 		diff += done;
 	}
 	update_balloon_size(vb);
@@ -382,11 +562,14 @@ static void size_work_func(struct work_struct *work)
 	if (!diff) {
 		vb->out_of_puff = false;
 		vb->retry_ms = 0;
-		vb_relax(vb, VB_WAKE_SIZE);
+		vb->batch = VB_BATCH_FIRST;
+		/* A new target may have queued us again meanwhile: stay awake. */
+		if (!delayed_work_pending(&vb->size_work))
+			vb_relax(vb, VB_WAKE_SIZE);
 		return;
 	}
 	/* Waiting for memory is no reason to keep the system awake. */
-	if (delay > 1)
+	if (delay > VB_MIGRATION_WAIT)
 		vb_relax(vb, VB_WAKE_SIZE);
 	queue_delayed_work(system_freezable_wq, &vb->size_work, delay);
 }
@@ -407,7 +590,6 @@ static void update_stat(struct virtio_balloon *vb, unsigned int *idx,
 static void update_event_stats(struct virtio_balloon *vb, unsigned int *idx)
 {
 	unsigned long *ev = vb->events;
-	unsigned long stall = 0;
 
 	all_vm_events(ev);
 	update_stat(vb, idx, VIRTIO_BALLOON_S_SWAP_IN, pages_to_bytes(ev[PSWPIN]));
@@ -418,21 +600,8 @@ static void update_event_stats(struct virtio_balloon *vb, unsigned int *idx)
 	update_stat(vb, idx, VIRTIO_BALLOON_S_HTLB_PGALLOC, ev[HTLB_BUDDY_PGALLOC]);
 	update_stat(vb, idx, VIRTIO_BALLOON_S_HTLB_PGFAIL, ev[HTLB_BUDDY_PGALLOC_FAIL]);
 #endif
-	if (!BALLOON_STATS_EXTENDED)
-		return;
-
 	update_stat(vb, idx, VIRTIO_BALLOON_S_OOM_KILL, ev[OOM_KILL]);
-#ifdef CONFIG_ZONE_DMA
-	stall += ev[ALLOCSTALL_DMA];
-#endif
-#ifdef CONFIG_ZONE_DMA32
-	stall += ev[ALLOCSTALL_DMA32];
-#endif
-#ifdef CONFIG_HIGHMEM
-	stall += ev[ALLOCSTALL_HIGH];
-#endif
-	stall += ev[ALLOCSTALL_NORMAL] + ev[ALLOCSTALL_MOVABLE];
-	update_stat(vb, idx, VIRTIO_BALLOON_S_ALLOC_STALL, stall);
+	update_stat(vb, idx, VIRTIO_BALLOON_S_ALLOC_STALL, balloon_alloc_stalls(ev));
 	update_stat(vb, idx, VIRTIO_BALLOON_S_ASYNC_SCAN,
 		    pages_to_bytes(balloon_reclaim_stat(ev, PGSCAN_KSWAPD)));
 	update_stat(vb, idx, VIRTIO_BALLOON_S_DIRECT_SCAN,
@@ -704,16 +873,101 @@ static void virtballoon_changed(struct virtio_device *vdev)
 	spin_unlock_irqrestore(&vb->stop_update_lock, flags);
 }
 
+/*
+ * Give memory back under pressure (pressure_policy.h); the caller holds
+ * balloon_lock.  Returns the frames given back.
+ */
+static unsigned long pressure_give_back(struct virtio_balloon *vb,
+					unsigned long want)
+{
+	unsigned long goal = vb_pressure_amount(&vb->pressure, want);
+	unsigned long freed = 0;
+	unsigned int done;
+
+	while (freed < goal) {
+		done = __leak_balloon(vb, goal - freed);
+		if (!done)
+			break;
+		freed += done;
+	}
+	if (!freed)
+		return 0;
+	vb_pressure_given(&vb->pressure, freed, freed / VB_FRAMES_PER_PAGE,
+			  global_zone_page_state(NR_FREE_PAGES));
+	update_balloon_size(vb);
+	return freed;
+}
+
+/* Follow the host's target again once the hold has passed. */
+static void pressure_resume_later(struct virtio_balloon *vb)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->stop_update_lock, flags);
+	if (!vb->stop_update)
+		mod_delayed_work(system_freezable_wq, &vb->size_work,
+				 msecs_to_jiffies(vb->pressure.hold_ms));
+	spin_unlock_irqrestore(&vb->stop_update_lock, flags);
+}
+
+/* Only direct reclaim is pressure; kswapd's trimming is not. */
+static unsigned long pressure_count(struct shrinker *s, struct shrink_control *sc)
+{
+	struct virtio_balloon *vb = shrinker_private(s);
+
+	if (current_is_kswapd() || READ_ONCE(vb->filler) == current)
+		return 0;
+	return READ_ONCE(vb->num_pages) / VB_FRAMES_PER_PAGE;
+}
+
+static unsigned long pressure_scan(struct shrinker *s, struct shrink_control *sc)
+{
+	struct virtio_balloon *vb = shrinker_private(s);
+	unsigned long freed = 0;
+
+	if (READ_ONCE(vb->filler) == current)
+		return SHRINK_STOP;
+	/* Never wait in reclaim: the balloon may be busy talking to the host. */
+	if (!mutex_trylock(&vb->balloon_lock))
+		return SHRINK_STOP;
+	if (!vb_pressure_too_soon(&vb->pressure, global_zone_page_state(NR_FREE_PAGES)))
+		freed = pressure_give_back(vb, sc->nr_to_scan * VB_FRAMES_PER_PAGE);
+	mutex_unlock(&vb->balloon_lock);
+	if (!freed)
+		return SHRINK_STOP;
+	pressure_resume_later(vb);
+	/* Reclaim has what it came for: no need to empty the page cache too. */
+	mm_account_reclaimed_pages(freed / VB_FRAMES_PER_PAGE);
+	return freed / VB_FRAMES_PER_PAGE;
+}
+
+static int pressure_init(struct virtio_balloon *vb)
+{
+	vb->pressure_shrinker = shrinker_alloc(0, "virtio-balloon-pressure");
+	if (!vb->pressure_shrinker)
+		return -ENOMEM;
+	vb->pressure_shrinker->count_objects = pressure_count;
+	vb->pressure_shrinker->scan_objects = pressure_scan;
+	shrinker_set_private(vb->pressure_shrinker, vb);
+	shrinker_register(vb->pressure_shrinker);
+	return 0;
+}
+
+/* The last resort before a process is killed: the same policy. */
 static int virtio_balloon_oom_notify(struct notifier_block *nb,
 				     unsigned long dummy, void *parm)
 {
 	struct virtio_balloon *vb = container_of(nb, struct virtio_balloon, oom_nb);
 	unsigned long *freed = parm;
-	unsigned int frames = leak_balloon(vb, VB_OOM_FRAMES);
+	unsigned long frames;
 
+	mutex_lock(&vb->balloon_lock);
+	frames = pressure_give_back(vb, VB_OOM_FRAMES);
 	WRITE_ONCE(vb->oom_frames, vb->oom_frames + frames);
+	mutex_unlock(&vb->balloon_lock);
+	if (frames)
+		pressure_resume_later(vb);
 	*freed += frames / VB_FRAMES_PER_PAGE;
-	update_balloon_size(vb);
 	return NOTIFY_OK;
 }
 
@@ -809,6 +1063,13 @@ static int init_vqs(struct virtio_balloon *vb)
 	vb->free_page_vq = vqs[VB_VQ_FREE_PAGE];
 	vb->reporting_vq = vqs[VB_VQ_REPORTING];
 
+	/* A batch never needs more requests than a ring holds. */
+	vb->batch_max = VB_PFNS_MAX *
+		min3((unsigned int)VB_BATCH_REQS,
+		     virtqueue_get_vring_size(vb->inflate_vq),
+		     virtqueue_get_vring_size(vb->deflate_vq));
+	vb->batch = VB_BATCH_FIRST;
+
 	/* The host asks for statistics by returning a buffer: give it one. */
 	if (vb->stats_vq) {
 		err = send_stats(vb);
@@ -832,17 +1093,24 @@ static int virtballoon_migratepage(struct balloon_dev_info *b,
 	struct virtio_balloon *vb = container_of(b, struct virtio_balloon,
 						 vb_dev_info);
 
+	int err;
+
 	/* Never wait: inflation may itself be compacting; retry later. */
 	if (!mutex_trylock(&vb->balloon_lock))
 		return -EAGAIN;
 
-	vb->num_pfns = VB_FRAMES_PER_PAGE;
-	set_page_pfns(vb, vb->pfns, newpage);
-	tell_host(vb, vb->inflate_vq);
-
-	vb->num_pfns = VB_FRAMES_PER_PAGE;
-	set_page_pfns(vb, vb->pfns, page);
-	tell_host(vb, vb->deflate_vq);
+	set_page_pfns(vb, vb->pfns, newpage, VB_FRAMES_PER_PAGE);
+	err = tell_host(vb, vb->inflate_vq, VB_FRAMES_PER_PAGE);
+	if (err && err != -EIO) {
+		mutex_unlock(&vb->balloon_lock);
+		return -EAGAIN;
+	}
+	/*
+	 * Both queues are empty here and need no memory for a request, so
+	 * only a broken device (nobody left to tell) fails this one.
+	 */
+	set_page_pfns(vb, vb->pfns, page, VB_FRAMES_PER_PAGE);
+	tell_host(vb, vb->deflate_vq, VB_FRAMES_PER_PAGE);
 
 	mutex_unlock(&vb->balloon_lock);
 	return 0;
@@ -899,12 +1167,20 @@ static int vb_debugfs_show(struct seq_file *f, void *unused)
 	seq_printf(f, "driver: %s\n", BALLOON_VERSION);
 	seq_printf(f, "target_frames: %u\n", target);
 	seq_printf(f, "balloon_frames: %u\n", READ_ONCE(vb->num_pages));
-	seq_printf(f, "reserve_pages: %lu\n", vb->reserve);
+	seq_printf(f, "reserve_pages: %lu\n", vb_floor(vb));
+	seq_printf(f, "balloon_blocks: %lu\n", READ_ONCE(vb->num_blocks));
+	seq_printf(f, "block_frames: %u\n", VB_BLOCK_FRAMES);
+	seq_printf(f, "requests: %lu\n", READ_ONCE(vb->requests));
+	seq_printf(f, "kicks: %lu\n", READ_ONCE(vb->kicks));
+	seq_printf(f, "request_max_frames: %u\n", READ_ONCE(vb->request_max));
 	seq_printf(f, "out_of_puff: %d\n", READ_ONCE(vb->out_of_puff));
 	seq_printf(f, "managed_adjust: %d\n", !vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
 	seq_printf(f, "migration: %d\n", balloon_compat_can_migrate());
 	seq_printf(f, "stats_tags: %u\n", READ_ONCE(vb->num_stats));
 	seq_printf(f, "oom_deflated_frames: %lu\n", READ_ONCE(vb->oom_frames));
+	seq_printf(f, "pressure_events: %lu\n", READ_ONCE(vb->pressure.events));
+	seq_printf(f, "pressure_frames: %lu\n", READ_ONCE(vb->pressure.frames));
+	seq_printf(f, "pressure_hold_ms: %u\n", READ_ONCE(vb->pressure.hold_ms));
 	seq_printf(f, "hint_rounds: %lu\n", READ_ONCE(vb->hint_rounds));
 	seq_printf(f, "hint_blocks: %lu\n", READ_ONCE(vb->hint_nr_blocks));
 	seq_printf(f, "hint_blocks_sent: %lu\n", READ_ONCE(vb->hint_sent));
@@ -950,6 +1226,7 @@ static int virtballoon_probe(struct virtio_device *vdev)
 	spin_lock_init(&vb->stop_update_lock);
 	spin_lock_init(&vb->wakeup_lock);
 	mutex_init(&vb->balloon_lock);
+	INIT_LIST_HEAD(&vb->blocks);
 	init_waitqueue_head(&vb->acked);
 	init_reserve(vb);
 
@@ -970,11 +1247,14 @@ static int virtballoon_probe(struct virtio_device *vdev)
 	}
 
 	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
+		err = pressure_init(vb);
+		if (err)
+			goto out_hint;
 		vb->oom_nb.notifier_call = virtio_balloon_oom_notify;
 		vb->oom_nb.priority = VB_OOM_PRIORITY;
 		err = register_oom_notifier(&vb->oom_nb);
 		if (err)
-			goto out_hint;
+			goto out_pressure;
 	}
 
 	write_poison_val(vb);
@@ -991,6 +1271,8 @@ static int virtballoon_probe(struct virtio_device *vdev)
 		virtballoon_changed(vdev);
 	return 0;
 
+out_pressure:
+	shrinker_free(vb->pressure_shrinker);
 out_hint:
 	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
 		hint_exit(vb);
@@ -1040,8 +1322,10 @@ static void virtballoon_remove(struct virtio_device *vdev)
 	struct virtio_balloon *vb = vdev->priv;
 
 	reporting_stop(vb);
-	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM))
+	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
 		unregister_oom_notifier(&vb->oom_nb);
+		shrinker_free(vb->pressure_shrinker);
+	}
 	stop_updates(vb);
 	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
 		hint_exit(vb);

@@ -305,4 +305,48 @@ static inline size_t balloon_compat_list_dequeue(struct balloon_dev_info *b,
 	return got;
 }
 
+/*
+ * Blocks: pages from one higher-order allocation that a driver keeps on
+ * a list of its own, whole, never migrated.  The core does not know them,
+ * so these do for a block what enqueue and dequeue do for a single page:
+ * mark every page offline (kdump and hibernation skip such pages), count
+ * balloon_inflate/balloon_deflate, keep the node's balloon counter where
+ * the kernel has one (on 7.x the core counts only its own pages), and move
+ * the pages out of MemTotal and back when the balloon adjusts managed
+ * pages.  The caller serialises them with its own lock.
+ */
+static inline void balloon_compat_block_stat(struct page *page, long nr)
+{
+#ifdef HAVE_NR_BALLOON_PAGES
+	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, nr);
+#endif
+}
+
+static inline void balloon_compat_block_insert(struct page *page,
+					       unsigned int order)
+{
+	unsigned long i, nr = 1UL << order;
+
+	for (i = 0; i < nr; i++)
+		__SetPageOffline(page + i);
+	count_vm_events(BALLOON_INFLATE, nr);
+	balloon_compat_block_stat(page, nr);
+	if (balloon_compat_adjust)
+		adjust_managed_page_count(page, -(long)nr);
+}
+
+/* Undo balloon_compat_block_insert() before the block is freed. */
+static inline void balloon_compat_block_remove(struct page *page,
+					       unsigned int order)
+{
+	unsigned long i, nr = 1UL << order;
+
+	if (balloon_compat_adjust)
+		adjust_managed_page_count(page, nr);
+	balloon_compat_block_stat(page, -(long)nr);
+	count_vm_events(BALLOON_DEFLATE, nr);
+	for (i = 0; i < nr; i++)
+		__ClearPageOffline(page + i);
+}
+
 #endif /* BALLOON_COMPAT_BALLOON_H */

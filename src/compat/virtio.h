@@ -111,14 +111,12 @@ static inline int compat_page_reporting_limits(struct page_reporting_dev_info *p
 }
 
 /*
- * 6.10: six more statistics tags.  Their values are fixed by the virtio
- * specification; we only send them where the kernel's own driver does, so
- * a host sees the same statistics from us as from the in-tree driver.
+ * 6.12: six more statistics tags (OOM kills, allocation stalls, scan and
+ * reclaim amounts).  Their numbers are fixed by the virtio specification
+ * and every kernel we support counts those events, so we send all sixteen
+ * tags whatever the kernel's header knows.
  */
-#ifdef HAVE_VIRTIO_BALLOON_S_OOM_KILL
-#define BALLOON_STATS_EXTENDED true
-#else
-#define BALLOON_STATS_EXTENDED false
+#ifndef HAVE_VIRTIO_BALLOON_S_OOM_KILL
 #define VIRTIO_BALLOON_S_OOM_KILL	10
 #define VIRTIO_BALLOON_S_ALLOC_STALL	11
 #define VIRTIO_BALLOON_S_ASYNC_SCAN	12
@@ -143,6 +141,25 @@ static inline unsigned long balloon_reclaim_stat(const unsigned long *events,
 						 enum vm_event_item item)
 {
 	return events[item];
+}
+#endif
+
+#ifdef CONFIG_VM_EVENT_COUNTERS
+/* Allocation stalls are counted per zone type; the zones a kernel has vary. */
+static inline unsigned long balloon_alloc_stalls(const unsigned long *events)
+{
+	unsigned long stalls = events[ALLOCSTALL_NORMAL] + events[ALLOCSTALL_MOVABLE];
+
+#ifdef CONFIG_ZONE_DMA
+	stalls += events[ALLOCSTALL_DMA];
+#endif
+#ifdef CONFIG_ZONE_DMA32
+	stalls += events[ALLOCSTALL_DMA32];
+#endif
+#ifdef CONFIG_HIGHMEM
+	stalls += events[ALLOCSTALL_HIGH];
+#endif
+	return stalls;
 }
 #endif
 
