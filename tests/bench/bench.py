@@ -361,11 +361,9 @@ def table(suite, passes, cpus, rows):
     loads = []
     for c in cpus:
         p = passes[c]
-        if "error" in p:
-            loads.append("`%s` FAILED: %s" % (c, p["error"].splitlines()[-1]))
-        else:
-            loads.append("`%s` %.1f → %.1f (%.0f s)" % (c, p["load"][0], p["load"][1],
-                                                       p["seconds"]))
+        loads.append("`%s` %.1f → %.1f (%.0f s)" % (c, p["load"][0], p["load"][1],
+                                                   p["seconds"]))
+        loads += ["`%s` FAILED %s" % (c, e) for e in p.get("errors", ())]
     lines += ["", "Host load (1-min average) start → end, wall time: " + "; ".join(loads)]
     return "\n".join(lines) + "\n"
 
@@ -378,7 +376,10 @@ def plot(results, cpus, path):
     except ImportError:
         print("bench: python3-matplotlib missing, no plot")
         return
-    suites = list(results)
+    suites = [s for s in results if any("trace" in r for p in results[s].values()
+                                       for r in p.get("ours", []))]
+    if not suites:
+        return
     fig, axes = plt.subplots(len(cpus), len(suites), figsize=(5 * len(suites), 3 * len(cpus)),
                              squeeze=False)
     for ci, cpu in enumerate(cpus):
@@ -421,21 +422,28 @@ def main():
         for cpu in cpus:
             t0, l0 = time.monotonic(), os.getloadavg()[0]
             p = {"kernel": k}
-            try:
-                if set(rows) - {"vmware"}:
-                    p.update(virtio_pass(suite, root, k, cpu, a.rounds, rows))
-                if "vmware" in rows:
+            for part in ("virtio", "vmware"):
+                if part == "virtio" and not set(rows) - {"vmware"} or \
+                        part == "vmware" and "vmware" not in rows:
+                    continue
+                try:
+                    if part == "virtio":
+                        p.update(virtio_pass(suite, root, k, cpu, a.rounds, rows))
+                        continue
                     for who, runs in vmware_pass(suite, root, k, cpu, a.rounds).items():
+                        lst = p.setdefault(who, [])
                         for i, r in enumerate(runs):
-                            lst = p.setdefault(who, [])
                             if i < len(lst):
                                 lst[i].update(r)
                             else:
                                 lst.append(r)
-            except Exception:
-                failed = True
-                p["error"] = traceback.format_exc()
-                print("bench: %s -cpu %s failed:\n%s" % (suite, cpu, p["error"]), flush=True)
+                except Exception as e:
+                    failed = True
+                    msg = (str(e).splitlines() or [""])[0][:200]
+                    p.setdefault("errors", []).append("%s: %s: %s" % (part, type(e).__name__, msg))
+                    p.setdefault("tracebacks", []).append(traceback.format_exc())
+                    print("bench: %s -cpu %s (%s) failed:\n%s" %
+                          (suite, cpu, part, traceback.format_exc()), flush=True)
             p["load"] = (l0, os.getloadavg()[0])
             p["seconds"] = time.monotonic() - t0
             results[suite][cpu] = p
