@@ -399,6 +399,19 @@ def plot(results, cpus, path):
     fig.savefig(path, dpi=72)
 
 
+def source_state():
+    """Which src/ the drivers were built from: commit, and whether the work
+    tree's src/ differs from it."""
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], check=True,
+                              stdout=subprocess.PIPE, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src"],
+                               check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "a tree outside git"
+    return "commit %s%s" % (head, " with uncommitted changes in src/" if dirty else "")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--suites", default=os.environ.get("BENCH_SUITES", "bookworm sid"))
@@ -415,6 +428,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     t_all = time.monotonic()
     results, failed = {}, False
+    src = source_state()
     for suite in a.suites.split():
         root = roots.root(suite)
         k = roots.kver(root)
@@ -451,13 +465,14 @@ def main():
     md = ("Medians of %d alternating rounds, one TCG VM per kernel and CPU model; "
           "ratio < 1 favours ours for times, > 1 for the THP rows. Rows `limit:` put "
           "the limit (no protocol) in the ours column and divide it by the in-tree "
-          "driver's inflate or deflate time. Bench wall time %.0f s.\n\n" % (a.rounds, wall))
+          "driver's inflate or deflate time. Bench wall time %.0f s; drivers built from %s.\n\n"
+          % (a.rounds, wall, src))
     md += "\n".join(table(s, results[s], cpus, rows) for s in results)
     print(md)
     with open(os.path.join(a.out, "bench.md"), "w") as f:
         f.write(md)
     with open(os.path.join(a.out, "bench.json"), "w") as f:
-        json.dump({"rounds": a.rounds, "rows": rows, "cpus": cpus, "wall_s": wall,
+        json.dump({"rounds": a.rounds, "rows": rows, "cpus": cpus, "wall_s": wall, "src": src,
                    "suites": {s: {c: {x: ([{kk: vv for kk, vv in r.items() if kk != "trace"}
                                             for r in y] if isinstance(y, list) else y)
                                       for x, y in p.items()}
