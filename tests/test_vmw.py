@@ -376,7 +376,8 @@ def test_absurd_targets(fresh):
 SPARSE_TARGET = 2048            # 8 MiB
 SPARSE_WINDOW = 5               # seconds sampled where no convergence is due
 SPARSE_CONVERGE = 90            # seconds ours may take at N = 20
-SPARSE_CMD_RATIO = 10           # ours' host commands/s at most this x in-tree's
+SPARSE_CMD_RATIO = 10           # ours' host commands at most this x in-tree's
+INTREE_CMDS_PER_S = 2           # in-tree, refused: GET_TARGET + one batch a second
 
 # Sample MemFree (kB) and the balloon's size every 0.2 s for up to %d s;
 # stop early once the balloon holds %d pages (0: never).
@@ -392,7 +393,8 @@ def sparse_case(vm, who, n, converge):
     lock entry, ask for SPARSE_TARGET pages and sample the guest's free
     memory (from inside the guest, five times a second) and the host's
     command count.  Returns (MemFree before, lowest MemFree, host commands
-    per second, pages held at the end, seconds sampled)."""
+    per second, host commands per work tick (GET_TARGET), pages held at
+    the end, seconds sampled)."""
     vm.host.clear_faults()
     switch_driver(vm, who, CAPS_4K)
     free0 = vm.meminfo()["MemFree"]
@@ -407,6 +409,7 @@ def sparse_case(vm, who, n, converge):
     elapsed = time.monotonic() - t0
     st = vm.host.state()
     rate = (st["commands"] - c0) / elapsed
+    per_tick = (st["commands"] - c0) / max(st["op_get_target"], 1)
     ops = " ".join("%s %d" % (k[3:], v) for k, v in st.items()
                    if k.startswith("op_") and v)
     frees = [int(v) for v in re.findall(r"^MemFree:\s+(\d+)", out, re.M)]
@@ -416,18 +419,23 @@ def sparse_case(vm, who, n, converge):
     vm.host.set_target(0)
     settle(vm, 0)
     vmwhost.assert_clean(vm)
-    print("sparse acceptance 1/%d %-7s: MemFree %d -> min %d kB, %.1f host commands/s, "
-          "%d of %d pages in %.1f s (%s)" % (n, who, free0, min(frees), rate, held,
-                                             SPARSE_TARGET, elapsed, ops))
-    return free0, min(frees), rate, held, elapsed
+    print("sparse acceptance 1/%d %-7s: MemFree %d -> min %d kB, %.1f host commands/s "
+          "(%.1f a tick), %d of %d pages in %.1f s (%s)" % (
+              n, who, free0, min(frees), rate, per_tick, held, SPARSE_TARGET, elapsed, ops))
+    return free0, min(frees), rate, per_tick, held, elapsed
 
 
 def test_sparse_acceptance(fresh, suite, timing):
     """A host that takes only every N-th page (N = 20, N = 512) costs the
     guest little: its free memory never drops below half of what it was,
-    and the host sees at most SPARSE_CMD_RATIO times the commands per
-    second of the kernel's own driver, measured in the same VM against the
-    same host.  With N = 20 the balloon still reaches its target."""
+    and the host sees at most SPARSE_CMD_RATIO times the commands of the
+    kernel's own driver, measured in the same VM against the same host.
+    Both drivers work once a second (one GET_TARGET each time), so the
+    ratio is taken per work tick: a window of a few seconds holds a whole
+    number of ticks, which makes a per-second ratio swing by a third.  The
+    per-second rate is bounded too, against in-tree's nominal two commands
+    a second, so a shorter tick cannot hide behind the per-tick figure.
+    With N = 20 the balloon still reaches its target."""
     vm = fresh
     res = {}
     for n in (20, 512):
@@ -436,13 +444,15 @@ def test_sparse_acceptance(fresh, suite, timing):
     unload(vm)
     load(vm)
     for n in (20, 512):
-        free0, low, rate, held, elapsed = res[(n, "ours")]
-        intree_rate = res[(n, "in-tree")][2]
+        free0, low, rate, per_tick = res[(n, "ours")][:4]
+        intree_per_tick = res[(n, "in-tree")][3]
         assert low >= free0 // 2, \
             "1/%d: MemFree fell from %d to %d kB" % (n, free0, low)
-        assert rate <= SPARSE_CMD_RATIO * max(intree_rate, 1.0), \
-            "1/%d: %.1f host commands/s, in-tree %.1f" % (n, rate, intree_rate)
-    held, elapsed = res[(20, "ours")][3:]
+        assert per_tick <= SPARSE_CMD_RATIO * intree_per_tick, \
+            "1/%d: %.1f host commands a tick, in-tree %.1f" % (n, per_tick, intree_per_tick)
+        assert rate <= SPARSE_CMD_RATIO * INTREE_CMDS_PER_S, \
+            "1/%d: %.1f host commands/s" % (n, rate)
+    held, elapsed = res[(20, "ours")][4:]
     timing("vmw %s sparse 1/20 ours converged" % suite, elapsed)
     assert held >= SPARSE_TARGET, \
         "1/20: %d of %d pages after %.0f s" % (held, SPARSE_TARGET, elapsed)
