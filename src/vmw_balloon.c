@@ -161,7 +161,9 @@ enum vmballoon_status {
  * (and so a second): at most this many batches in which it refused more
  * pages than it took, and at most this many batches' worth of refused
  * 4 KiB pages held (24 MiB), or 256 single-page commands without batching;
- * never more than a sixteenth of RAM.
+ * never more than a sixteenth of RAM.  Before it, the 2 MiB pass holds up
+ * to VMW_BALLOON_MAX_REFUSED refused large pages (32 MiB), of which 4 KiB
+ * pieces up to half that bound are kept.
  */
 #define VMW_BALLOON_MAX_WASTED		12
 #define VMW_BALLOON_MAX_HELD		(VMW_BALLOON_MAX_WASTED *	\
