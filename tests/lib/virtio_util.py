@@ -7,7 +7,13 @@ kconfig(root, kver) -> {name: value}
 uapi_stats_nr(root, kver) -> int VIRTIO_BALLOON_S_NR of the kernel's uapi header
 expected_stats_tags(root, kver) -> int
                                  how many statistics the kernel's own driver
-                                 sends (what ours must send too)
+                                 sends
+our_stats_tags(root, kver) -> int
+                                 how many ours sends: all 16 the virtio spec
+                                 defines on every kernel (with vm event
+                                 counters and hugetlb, as Debian's have)
+guest_program(name) -> path      tests/guest/<name>.c built static on the host
+                                 (cached by content), for an initramfs
 Features                         virtio_balloon feature bit numbers
 
 GuestPool(suite, configs)        at most one VM of a suite at a time (the box
@@ -33,8 +39,10 @@ BalloonGuest                     a booted VM plus what it looked like at boot
                                  nr_balloon_pages 0 where the kernel has it
     .wait_node_stat(name, want, what)   a /proc/vmstat node counter reaches want
 """
+import hashlib
 import os
 import re
+import subprocess
 import time
 
 from . import build, initramfs, roots
@@ -101,6 +109,29 @@ def expected_stats_tags(root, kver):
         if uapi_stats_nr(root, kver) >= 16:
             n += 6
     return n
+
+
+def our_stats_tags(root, kver):
+    cfg = kconfig(root, kver)
+    n = 4
+    if cfg.get("CONFIG_VM_EVENT_COUNTERS") == "y":
+        n += 4 + 6
+        if cfg.get("CONFIG_HUGETLB_PAGE") == "y":
+            n += 2
+    return n
+
+
+def guest_program(name):
+    src = os.path.join(roots.REPO, "tests", "guest", name + ".c")
+    with open(src, "rb") as f:
+        h = hashlib.sha256(f.read()).hexdigest()[:16]
+    out = os.path.join(roots.work_dir("guest-bin"), "%s-%s" % (name, h))
+    if not os.path.exists(out):
+        tmp = "%s.%d.tmp" % (out, os.getpid())
+        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", tmp, src],
+                       check=True, stdin=subprocess.DEVNULL)
+        os.rename(tmp, out)
+    return out
 
 
 class BalloonGuest:
@@ -248,12 +279,18 @@ class GuestPool:
             return c
         self.close()
         cfg = self.configs[name]
-        v = vmlib.boot(lambda: vmlib.VM.for_root(
-            self.root, ko=[self.ko], kver=self.kver,
+        initrd = initramfs.build(self.root, self.kver, ko=[self.ko])
+        if cfg.get("programs"):
+            from .vmwhost import initrd_plus
+            initrd = initrd_plus(initrd, {"/bin/" + p: guest_program(p)
+                                          for p in cfg["programs"]})
+        qemu_root = cfg.get("qemu_root")
+        v = vmlib.boot(lambda: vmlib.VM(
+            roots.kernel(self.root, self.kver), initrd, cfg.get("append", ""),
             name="virtio-%s-%s" % (self.suite, name),
             balloon_opts=cfg.get("balloon_opts"),
             extra_args=cfg.get("extra_args", ()),
-            append=cfg.get("append", "")))
+            qemu_root=qemu_root() if qemu_root else None))
         self.cur = BalloonGuest(self.suite, name, v, self.kver, self._intree_path())
         return self.cur
 
