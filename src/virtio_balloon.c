@@ -57,6 +57,10 @@
 #include "alloc_policy.h"
 #include "pressure_policy.h"
 
+#define BALLOON_TRACE_VIRTIO
+#define CREATE_TRACE_POINTS
+#include "balloon_trace.h"
+
 /* The balloon protocol counts in 4 KiB frames, whatever the page size. */
 #define VB_FRAMES_PER_PAGE	((unsigned int)(PAGE_SIZE >> VIRTIO_BALLOON_PFN_SHIFT))
 /* What the OOM notifier asks the pressure policy for (16 MiB). */
@@ -154,6 +158,9 @@ struct virtio_balloon {
 	unsigned long requests;
 	unsigned long kicks;
 	unsigned int request_max;
+	/* The host's target as last seen, and the last error talking to it. */
+	u32 target;
+	int last_error;
 
 	/* The floor by default (floor_mb = -1), and the retry state. */
 	unsigned long reserve;
@@ -198,6 +205,7 @@ struct virtio_balloon {
 	u32 poison_val;
 
 	struct dentry *debugfs;
+	bool status_view;
 
 	/* Keeps suspend away while host requests are being handled. */
 	struct wakeup_source *ws;
@@ -280,9 +288,11 @@ static int tell_host(struct virtio_balloon *vb, struct virtqueue *vq,
 		queued++;
 		vb->request_max = max(vb->request_max, len);
 	}
-	if (err)
+	if (err) {
 		dev_err_ratelimited(&vb->vdev->dev, "cannot queue %u frames: %d\n",
 				    nr - off, err);
+		WRITE_ONCE(vb->last_error, err);
+	}
 	if (!queued)
 		return virtqueue_is_broken(vq) ? -EIO : err;
 
@@ -292,6 +302,7 @@ static int tell_host(struct virtio_balloon *vb, struct virtqueue *vq,
 	while (!wait_event_timeout(vb->acked, vb_reap(vq, &queued), HZ)) {
 		if (virtqueue_is_broken(vq)) {
 			dev_warn_once(&vb->vdev->dev, "device stopped answering\n");
+			WRITE_ONCE(vb->last_error, -EIO);
 			return -EIO;
 		}
 	}
@@ -367,6 +378,7 @@ static unsigned long inflate_headroom(struct virtio_balloon *vb)
 static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
 {
 	unsigned int got = 0, nblocks = 0, at;
+	u64 t0 = ktime_get_ns();
 	struct page *page;
 	LIST_HEAD(blocks);
 	LIST_HEAD(pages);
@@ -399,6 +411,8 @@ static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
 	at = list_pfns(vb, &blocks, VB_BLOCK_FRAMES, 0);
 	list_pfns(vb, &pages, VB_FRAMES_PER_PAGE, at);
 	err = tell_host(vb, vb->inflate_vq, got);
+	trace_virtio_balloon_batch(true, got - nblocks * VB_BLOCK_FRAMES,
+				   nblocks * VB_BLOCK_FRAMES, ktime_get_ns() - t0, err);
 	if (err && err != -EIO) {
 		/* The host did not take them: they stay the guest's. */
 		mutex_unlock(&vb->balloon_lock);
@@ -427,6 +441,7 @@ static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
 static unsigned int __leak_balloon(struct virtio_balloon *vb, size_t num)
 {
 	unsigned int freed = 0, nblocks = 0, npages, at;
+	u64 t0 = ktime_get_ns();
 	struct page *page, *next;
 	LIST_HEAD(blocks);
 	LIST_HEAD(pages);
@@ -461,6 +476,8 @@ static unsigned int __leak_balloon(struct virtio_balloon *vb, size_t num)
 	at = list_pfns(vb, &blocks, VB_BLOCK_FRAMES, 0);
 	list_pfns(vb, &pages, VB_FRAMES_PER_PAGE, at);
 	err = tell_host(vb, vb->deflate_vq, freed);
+	trace_virtio_balloon_batch(false, freed - nblocks * VB_BLOCK_FRAMES,
+				   nblocks * VB_BLOCK_FRAMES, ktime_get_ns() - t0, err);
 	if (err && err != -EIO) {
 		/* Not told: the pages stay in the balloon. */
 		list_splice(&blocks, &vb->blocks);
@@ -500,6 +517,10 @@ static s64 towards_target(struct virtio_balloon *vb)
 	u32 target;
 
 	virtio_cread_le(vb->vdev, struct virtio_balloon_config, num_pages, &target);
+	if (target != vb->target) {
+		trace_virtio_balloon_target(vb->target, target, BALLOON_SOURCE_HOST);
+		vb->target = target;
+	}
 	/* Whole pages only, or we would inflate and deflate the rest forever. */
 	return (s64)ALIGN((u64)target, VB_FRAMES_PER_PAGE) - vb->num_pages;
 }
@@ -515,6 +536,7 @@ static unsigned long out_of_puff(struct virtio_balloon *vb, s64 missing)
 	}
 	vb->retry_ms = clamp_t(unsigned int, vb->retry_ms * 2, VB_RETRY_MIN_MS,
 			       VB_RETRY_MAX_MS);
+	trace_virtio_balloon_backoff(vb->num_pages, missing, vb->retry_ms);
 	return msecs_to_jiffies(vb->retry_ms);
 }
 
@@ -540,7 +562,10 @@ static void size_work_func(struct work_struct *work)
 	diff = towards_target(vb);
 	if (diff > 0) {
 		delay = pressure_hold(vb);
-		if (!delay) {
+		if (delay) {
+			trace_virtio_balloon_backoff(vb->num_pages, diff,
+						     jiffies_to_msecs(delay));
+		} else {
 			want = min_t(s64, diff, vb->batch);
 			done = fill_balloon(vb, want);
 			if (done < want) {
@@ -643,6 +668,7 @@ static int send_stats(struct virtio_balloon *vb)
 
 	num = update_balloon_stats(vb);
 	WRITE_ONCE(vb->num_stats, num);
+	trace_virtio_balloon_stats(num);
 	sg_init_one(&sg, vb->stats, sizeof(vb->stats[0]) * num);
 	err = virtqueue_add_outbuf(vb->stats_vq, &sg, 1, vb, GFP_KERNEL);
 	if (!err)
@@ -878,10 +904,10 @@ static void virtballoon_changed(struct virtio_device *vdev)
  * balloon_lock.  Returns the frames given back.
  */
 static unsigned long pressure_give_back(struct virtio_balloon *vb,
-					unsigned long want)
+					unsigned long want, int source)
 {
 	unsigned long goal = vb_pressure_amount(&vb->pressure, want);
-	unsigned long freed = 0;
+	unsigned long freed = 0, before = vb->num_pages;
 	unsigned int done;
 
 	while (freed < goal) {
@@ -895,6 +921,8 @@ static unsigned long pressure_give_back(struct virtio_balloon *vb,
 	vb_pressure_given(&vb->pressure, freed, freed / VB_FRAMES_PER_PAGE,
 			  global_zone_page_state(NR_FREE_PAGES));
 	update_balloon_size(vb);
+	trace_virtio_balloon_give_back(source, want, freed, vb->pressure.hold_ms);
+	trace_virtio_balloon_target(before, vb->num_pages, source);
 	return freed;
 }
 
@@ -931,7 +959,8 @@ static unsigned long pressure_scan(struct shrinker *s, struct shrink_control *sc
 	if (!mutex_trylock(&vb->balloon_lock))
 		return SHRINK_STOP;
 	if (!vb_pressure_too_soon(&vb->pressure, global_zone_page_state(NR_FREE_PAGES)))
-		freed = pressure_give_back(vb, sc->nr_to_scan * VB_FRAMES_PER_PAGE);
+		freed = pressure_give_back(vb, sc->nr_to_scan * VB_FRAMES_PER_PAGE,
+					   BALLOON_SOURCE_PRESSURE);
 	mutex_unlock(&vb->balloon_lock);
 	if (!freed)
 		return SHRINK_STOP;
@@ -962,7 +991,7 @@ static int virtio_balloon_oom_notify(struct notifier_block *nb,
 	unsigned long frames;
 
 	mutex_lock(&vb->balloon_lock);
-	frames = pressure_give_back(vb, VB_OOM_FRAMES);
+	frames = pressure_give_back(vb, VB_OOM_FRAMES, BALLOON_SOURCE_OOM);
 	WRITE_ONCE(vb->oom_frames, vb->oom_frames + frames);
 	mutex_unlock(&vb->balloon_lock);
 	if (frames)
@@ -1200,6 +1229,69 @@ static void vb_debugfs_init(struct virtio_balloon *vb)
 	vb->debugfs = debugfs_create_file(name, 0444, NULL, vb, &vb_debugfs_fops);
 }
 
+/*
+ * The same state without debugfs, read-only, in the device's directory:
+ * /sys/bus/virtio/devices/virtio<N>/balloon/.
+ */
+#define VB_STATUS_ATTR(name, fmt, value)				\
+static ssize_t name##_show(struct device *dev,				\
+			   struct device_attribute *attr, char *buf)	\
+{									\
+	struct virtio_balloon *vb = dev_to_virtio(dev)->priv;		\
+									\
+	return sysfs_emit(buf, fmt "\n", value);			\
+}									\
+static DEVICE_ATTR_RO(name)
+
+VB_STATUS_ATTR(size_frames, "%u", READ_ONCE(vb->num_pages));
+VB_STATUS_ATTR(target_frames, "%u", READ_ONCE(vb->target));
+VB_STATUS_ATTR(blocks, "%lu", READ_ONCE(vb->num_blocks));
+VB_STATUS_ATTR(floor_pages, "%lu", vb_floor(vb));
+VB_STATUS_ATTR(out_of_puff, "%d", READ_ONCE(vb->out_of_puff));
+VB_STATUS_ATTR(pressure_frames, "%lu", READ_ONCE(vb->pressure.frames));
+VB_STATUS_ATTR(last_error, "%d", READ_ONCE(vb->last_error));
+
+static const char * const feature_names[] = {
+	[VIRTIO_BALLOON_F_MUST_TELL_HOST] = "must_tell_host",
+	[VIRTIO_BALLOON_F_STATS_VQ] = "stats_vq",
+	[VIRTIO_BALLOON_F_DEFLATE_ON_OOM] = "deflate_on_oom",
+	[VIRTIO_BALLOON_F_FREE_PAGE_HINT] = "free_page_hint",
+	[VIRTIO_BALLOON_F_PAGE_POISON] = "page_poison",
+	[VIRTIO_BALLOON_F_REPORTING] = "reporting",
+};
+
+static ssize_t features_show(struct device *dev, struct device_attribute *attr,
+			     char *buf)
+{
+	struct virtio_balloon *vb = dev_to_virtio(dev)->priv;
+	int len = 0;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(feature_names); i++)
+		if (vb_has(vb, i))
+			len += sysfs_emit_at(buf, len, "%s%s", len ? " " : "",
+					     feature_names[i]);
+	return len + sysfs_emit_at(buf, len, "\n");
+}
+static DEVICE_ATTR_RO(features);
+
+static struct attribute *vb_status_attrs[] = {
+	&dev_attr_size_frames.attr,
+	&dev_attr_target_frames.attr,
+	&dev_attr_blocks.attr,
+	&dev_attr_floor_pages.attr,
+	&dev_attr_out_of_puff.attr,
+	&dev_attr_pressure_frames.attr,
+	&dev_attr_last_error.attr,
+	&dev_attr_features.attr,
+	NULL
+};
+
+static const struct attribute_group vb_status_group = {
+	.name = "balloon",
+	.attrs = vb_status_attrs,
+};
+
 static void init_reserve(struct virtio_balloon *vb)
 {
 	vb->reserve = clamp_t(unsigned long, totalram_pages() / 32,
@@ -1262,6 +1354,10 @@ static int virtballoon_probe(struct virtio_device *vdev)
 	/* The balloon cannot wake the system, but it keeps it awake to work. */
 	vb->ws = wakeup_source_register(&vdev->dev, "virtio-balloon");
 	vb_debugfs_init(vb);
+	/* A status view is a convenience: the balloon works without it. */
+	vb->status_view = !sysfs_create_group(&vdev->dev.kobj, &vb_status_group);
+	if (!vb->status_view)
+		dev_warn(&vdev->dev, "no status view in sysfs\n");
 
 	virtio_device_ready(vdev);
 	/* Reports may start at once: only once the device is live. */
@@ -1330,6 +1426,8 @@ static void virtballoon_remove(struct virtio_device *vdev)
 	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
 		hint_exit(vb);
 
+	if (vb->status_view)
+		sysfs_remove_group(&vdev->dev.kobj, &vb_status_group);
 	debugfs_remove(vb->debugfs);
 	remove_common(vb);
 	balloon_compat_exit(&vb->vb_dev_info);
