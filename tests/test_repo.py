@@ -21,6 +21,7 @@
   Requires: dkms; signed metadata, a tampered repomd.xml is refused);
   rpm --checksig passes with the published key and fails with another.
 """
+import glob
 import os
 import re
 import shutil
@@ -299,6 +300,20 @@ def test_rpm_repository(server, keys, work, timing):
                "--setopt=reposdir=%s --setopt=cachedir=%s/dnfcache %s" % (work, reposd, work, args))
         return sh(cmd, check=check)
 
+    def stop_dnf_agents():
+        # dnf (librepo) checks repomd.xml.asc with a gpg-agent per repository
+        # keyring in its cache and leaves it running: stop ours by home
+        for home in glob.glob(os.path.join(work, "dnfcache", "*", "pubring")):
+            subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    try:
+        dnf_checks(dnf, stop_dnf_agents, rpm, base, db, keys, work, timing)
+    finally:
+        stop_dnf_agents()
+
+
+def dnf_checks(dnf, stop_dnf_agents, rpm, base, db, keys, work, timing):
     with pkg.timed(timing, "dnf repoquery"):
         q = dnf("repoquery --qf '%{name} %{version}-%{release} %{arch}' balloon-dkms").stdout
     assert "balloon-dkms %s-1 noarch" % VERSION in q.splitlines(), q
@@ -324,6 +339,7 @@ def test_rpm_repository(server, keys, work, timing):
         text = f.read()
     with open(repomd, "w") as f:
         f.write(text.replace("<revision>", "<revision>1", 1))
+    stop_dnf_agents()
     shutil.rmtree(os.path.join(work, "dnfcache"))
     p = dnf("--setopt=skip_if_unavailable=False repoquery balloon-dkms", check=False, quiet="")
     print(p.stdout)
