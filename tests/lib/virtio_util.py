@@ -4,10 +4,6 @@
 version() -> str                 VERSION from the top-level Makefile
 kconfig(root, kver) -> {name: value}
                                  the kernel's .config (/boot/config-<kver>)
-uapi_stats_nr(root, kver) -> int VIRTIO_BALLOON_S_NR of the kernel's uapi header
-expected_stats_tags(root, kver) -> int
-                                 how many statistics the kernel's own driver
-                                 sends
 our_stats_tags(root, kver) -> int
                                  how many ours sends: all 16 the virtio spec
                                  defines on every kernel (with vm event
@@ -78,37 +74,6 @@ def kconfig(root, kver):
             if sep and k.startswith("CONFIG_"):
                 out[k] = v
     return out
-
-
-def _uapi_header(root, kver):
-    base = os.path.join(root, "usr", "src")
-    for d in sorted(os.listdir(base)):
-        if d.startswith("linux-headers-"):
-            p = os.path.join(base, d, "include", "uapi", "linux", "virtio_balloon.h")
-            if os.path.exists(p):
-                return p
-    raise FileNotFoundError("no uapi virtio_balloon.h under %s" % base)
-
-
-def uapi_stats_nr(root, kver):
-    with open(_uapi_header(root, kver)) as f:
-        m = re.search(r"#define\s+VIRTIO_BALLOON_S_NR\s+(\d+)", f.read())
-    return int(m.group(1))
-
-
-def expected_stats_tags(root, kver):
-    """The in-tree driver's count: 4 memory tags always; with vm event
-    counters 4 event tags, 2 hugetlb tags with CONFIG_HUGETLB_PAGE and the
-    6 reclaim tags where the uapi defines them (S_NR 16)."""
-    cfg = kconfig(root, kver)
-    n = 4
-    if cfg.get("CONFIG_VM_EVENT_COUNTERS") == "y":
-        n += 4
-        if cfg.get("CONFIG_HUGETLB_PAGE") == "y":
-            n += 2
-        if uapi_stats_nr(root, kver) >= 16:
-            n += 6
-    return n
 
 
 def our_stats_tags(root, kver):
