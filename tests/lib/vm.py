@@ -120,14 +120,25 @@ class GuestCommandError(RuntimeError):
 def boot(make, retry=True):
     """Start make()'s VM and wait for its shell.  A guest kernel that dies
     while booting before any module is linked in (seen: an int3 Oops from
-    code patching under two TCG vCPUs on 7.2) is not the code under test
-    and gets one more boot; a crash with modules in (udev may have loaded
-    ours), any other failure or a second crash is raised."""
+    code patching under two TCG vCPUs on 7.2), or that hangs before our
+    /init runs, is not the code under test and gets one more boot; a crash
+    with modules in (udev may have loaded ours), any other failure or a
+    second crash or hang is raised."""
     v = make()
     try:
         v.start()
         v.wait_boot()
         return v
+    except TimeoutError as e:
+        # The same for a kernel that hung before it ever ran our /init
+        # (seen once on 7.2 under load: silent after "hpet0: 3
+        # comparators" for five minutes).
+        console = v.console_text()
+        v.close()
+        if not retry or "VMH-INIT" in console:
+            raise
+        print("guest %s hung while booting, before /init ran; booting again:\n%s" % (
+            v.name, str(e)[:3000]))
     except GuestCrash as e:
         console = v.console_text()
         v.close()
