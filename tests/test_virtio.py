@@ -514,21 +514,23 @@ def test_floor_is_a_module_parameter(std):
             assert time.monotonic() < deadline, vm.meminfo()
             time.sleep(0.5)
         std.to_full(STEP)
-        # A target that leaves about 16 MiB available: the default floor
-        # (64 MiB here) stops short of it, floor 0 reaches it.
+        # Where the default floor stops the balloon, and 16 MiB beyond:
+        # refused with the default, reached with floor 0.
         vm.sh("echo -1 > " + FLOOR)
-        avail_kb = vm.meminfo()["MemAvailable"]
-        target = std.ram - (avail_kb // 1024 - 16) * MiB
-        vm.balloon(target)
+        vm.balloon(1)
         deadline = time.monotonic() + STEP
         while not std.dbg_int("out_of_puff"):
             assert time.monotonic() < deadline, std.debugfs()
             time.sleep(0.5)
         held = std.dbg_int("balloon_frames")
-        assert held < frames(std.ram - target), (held, target)
+        target = std.ram - held * 4096 - 16 * MiB
+        vm.balloon(target)
+        time.sleep(3)
+        assert std.dbg_int("out_of_puff") == 1
+        assert std.dbg_int("balloon_frames") < frames(std.ram - target), std.debugfs()
         vm.sh("echo 0 > " + FLOOR)
         vm.wait_actual(target, STEP)
-        print("target leaves 16 MiB: default floor held %d MiB, floor 0 %d MiB; MemAvailable %d MiB" % (
+        print("default floor stopped at %d MiB; floor 0 reached %d MiB; MemAvailable %d MiB" % (
             held * 4096 // MiB, (std.ram - target) // MiB, vm.meminfo()["MemAvailable"] // 1024))
     finally:
         vm.shell("echo -1 > " + FLOOR)
