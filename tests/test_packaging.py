@@ -335,7 +335,10 @@ def test_deb_lifecycle(suite, work, timing):
                       % r.kver).stdout
         assert "alias virtio:d00000005v* virtio_balloon" in alias, alias
         assert re.search(r"alias dmi:\*:svnVMware\*:\* vmw_balloon", alias), alias
+        # modprobe runs the Secure Boot fallback rule, which loads ours first
         dep = r.run("modprobe -S %s --show-depends virtio_balloon" % r.kver).stdout
+        assert "install /usr/libexec/balloon-dkms/balloon-dkms-fallback virtio_balloon" in dep, dep
+        dep = r.run("modprobe -S %s --ignore-install --show-depends virtio_balloon" % r.kver).stdout
         assert dep.count("/updates/dkms/virtio_balloon.ko") == 1, dep
         # dkms >= 3.0.4 signs with its MOK key (Secure Boot); 2.8 does not
         if r.run("dpkg --compare-versions \"$(dpkg-query -W -f='${Version}' dkms)\" "
