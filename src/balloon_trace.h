@@ -63,6 +63,8 @@ DECLARE_EVENT_CLASS(balloon_batch_class,
 			      div_u64(__entry->ns, NSEC_PER_USEC), __entry->err)
 );
 
+/* Only virtio_balloon has these two; a class without events warns (W=1). */
+#ifdef BALLOON_TRACE_VIRTIO
 DECLARE_EVENT_CLASS(balloon_stats_class,
 		    TP_PROTO(unsigned int tags),
 		    TP_ARGS(tags),
@@ -87,6 +89,7 @@ DECLARE_EVENT_CLASS(balloon_give_back_class,
 			      balloon_show_source(__entry->source),
 			      __entry->wanted, __entry->frames, __entry->hold_ms)
 );
+#endif
 
 DECLARE_EVENT_CLASS(balloon_backoff_class,
 		    TP_PROTO(unsigned long held, long long missing,
@@ -122,6 +125,83 @@ DEFINE_EVENT(balloon_backoff_class, virtio_balloon_backoff,
 DEFINE_EVENT(balloon_stats_class, virtio_balloon_stats,
 	     TP_PROTO(unsigned int tags),
 	     TP_ARGS(tags));
+#endif
+
+#ifdef BALLOON_TRACE_VMW
+DEFINE_EVENT(balloon_target_class, vmw_balloon_target,
+	     TP_PROTO(unsigned long old_frames, unsigned long new_frames,
+		      int source),
+	     TP_ARGS(old_frames, new_frames, source));
+DEFINE_EVENT(balloon_batch_class, vmw_balloon_batch,
+	     TP_PROTO(bool inflate, unsigned int frames_4k,
+		      unsigned int frames_2m, u64 ns, int err),
+	     TP_ARGS(inflate, frames_4k, frames_2m, ns, err));
+DEFINE_EVENT(balloon_backoff_class, vmw_balloon_backoff,
+	     TP_PROTO(unsigned long held, long long missing,
+		      unsigned int retry_ms),
+	     TP_ARGS(held, missing, retry_ms));
+
+/* What happened to the pages of a refused event. */
+#define BALLOON_VMW_LOCK	0
+#define BALLOON_VMW_UNLOCK	1
+#define BALLOON_VMW_RESET	2
+
+/*
+ * Pages of one batch the host refused to lock or unlock (status: the
+ * last refused entry's), or pages freed without telling the host after
+ * it forgot them all (reset).
+ */
+TRACE_EVENT(vmw_balloon_refused,
+	    TP_PROTO(int op, unsigned int pages, bool huge,
+		     unsigned long status),
+	    TP_ARGS(op, pages, huge, status),
+	    TP_STRUCT__entry(__field(int, op)
+			     __field(unsigned int, pages)
+			     __field(bool, huge)
+			     __field(unsigned long, status)),
+	    TP_fast_assign(__entry->op = op;
+			   __entry->pages = pages;
+			   __entry->huge = huge;
+			   __entry->status = status;),
+	    TP_printk("%s pages=%u size=%s status=%lu",
+		      __print_symbolic(__entry->op,
+				       { BALLOON_VMW_LOCK, "lock" },
+				       { BALLOON_VMW_UNLOCK, "unlock" },
+				       { BALLOON_VMW_RESET, "reset" }),
+		      __entry->pages, __entry->huge ? "2M" : "4k",
+		      __entry->status)
+);
+
+/*
+ * One backdoor command: its arguments, the host's status and its result
+ * (the target, or for START the granted capabilities).  The names are
+ * those of the vmmemctl debugfs file.
+ */
+#define balloon_vmw_show_cmd(c)						\
+	__print_symbolic(c, { 0, "start" }, { 1, "target" },		\
+			 { 2, "lock" }, { 3, "unlock" },		\
+			 { 4, "guestType" }, { 6, "batchLock" },	\
+			 { 7, "batchUnlock" }, { 8, "2m-lock" },	\
+			 { 9, "2m-unlock" }, { 10, "doorbellSet" })
+
+TRACE_EVENT(vmw_balloon_cmd,
+	    TP_PROTO(unsigned int cmd, unsigned long arg1, unsigned long arg2,
+		     unsigned long status, unsigned long result),
+	    TP_ARGS(cmd, arg1, arg2, status, result),
+	    TP_STRUCT__entry(__field(unsigned int, cmd)
+			     __field(unsigned long, arg1)
+			     __field(unsigned long, arg2)
+			     __field(unsigned long, status)
+			     __field(unsigned long, result)),
+	    TP_fast_assign(__entry->cmd = cmd;
+			   __entry->arg1 = arg1;
+			   __entry->arg2 = arg2;
+			   __entry->status = status;
+			   __entry->result = result;),
+	    TP_printk("%s arg1=%#lx arg2=%lu status=%#lx result=%lu",
+		      balloon_vmw_show_cmd(__entry->cmd), __entry->arg1,
+		      __entry->arg2, __entry->status, __entry->result)
+);
 #endif
 
 #endif /* BALLOON_TRACE_H */

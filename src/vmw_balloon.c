@@ -30,6 +30,7 @@
 #include <linux/gfp.h>
 #include <linux/io.h>
 #include <linux/kernel.h>
+#include <linux/kobject.h>
 #include <linux/list.h>
 #include <linux/math64.h>
 #include <linux/mm.h>
@@ -38,13 +39,18 @@
 #include <linux/seq_file.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
-#include <linux/vmstat.h>
+#include <linux/sysfs.h>
+#include <linux/timekeeping.h>
 #include <linux/workqueue.h>
 #include <asm/hypervisor.h>
 #ifdef VMW_BALLOON_HAVE_DOORBELL
 #include <linux/vmw_vmci_api.h>
 #include <linux/vmw_vmci_defs.h>
 #endif
+
+#define BALLOON_TRACE_VMW
+#define CREATE_TRACE_POINTS
+#include "balloon_trace.h"
 
 MODULE_AUTHOR("VMware, Inc.");
 MODULE_DESCRIPTION("VMware Memory Control (Balloon) Driver");
@@ -273,6 +279,7 @@ struct vmballoon {
 	enum vmballoon_page_size max_page_size;
 	bool batching;
 	bool host_silent;
+	unsigned long last_error;	/* status of the last failed command */
 
 	/* The backdoor and the batch page are used under comm_lock. */
 	spinlock_t comm_lock;
@@ -289,6 +296,7 @@ struct vmballoon {
 #endif
 
 	struct dentry *dbg_entry;
+	struct kobject *status_kobj;
 	struct vmballoon_stats stats;
 };
 
@@ -305,6 +313,7 @@ struct vmballoon_ctl {
 	unsigned int n_pages;
 	struct list_head refused;	/* the host said no */
 	unsigned int n_refused;
+	unsigned long refused_status;	/* the last refused entry's status */
 	struct list_head spare;		/* 4 KiB pieces of refused 2 MiB pages */
 	unsigned int n_spare;
 };
@@ -317,12 +326,6 @@ static inline unsigned int vmballoon_page_order(enum vmballoon_page_size size)
 static inline unsigned int vmballoon_page_frames(enum vmballoon_page_size size)
 {
 	return 1U << vmballoon_page_order(size);
-}
-
-static inline void vmballoon_stat_inc(struct vmballoon *b,
-				      enum vmballoon_stat stat)
-{
-	atomic64_inc(&b->stats.gen[stat]);
 }
 
 static inline void vmballoon_page_stat_add(struct vmballoon *b,
@@ -385,6 +388,8 @@ static void vmballoon_set_target(struct vmballoon *b, unsigned long target)
 	} else {
 		b->target_clamped = false;
 	}
+	if (target != b->target)
+		trace_vmw_balloon_target(b->target, target, BALLOON_SOURCE_HOST);
 	WRITE_ONCE(b->target, target);
 }
 
@@ -407,6 +412,8 @@ static unsigned long vmballoon_cmd(struct vmballoon *b, unsigned int cmd,
 
 	status = vmballoon_hv(cmd, arg1, arg2, &bx, &cx);
 	atomic64_inc(&b->stats.cmd[cmd]);
+	trace_vmw_balloon_cmd(cmd, arg1, arg2, status,
+			      cmd == VMW_BALLOON_CMD_START ? cx : bx);
 
 	if (status == VMW_BALLOON_SUCCESS) {
 		if (BIT(cmd) & VMW_BALLOON_CMDS_WITH_TARGET)
@@ -414,8 +421,7 @@ static unsigned long vmballoon_cmd(struct vmballoon *b, unsigned int cmd,
 	} else if (status != VMW_BALLOON_SUCCESS_WITH_CAPABILITIES ||
 		   cmd != VMW_BALLOON_CMD_START) {
 		atomic64_inc(&b->stats.cmd_fail[cmd]);
-		pr_debug("%s(%#lx, %#lx) failed: %lu\n",
-			 vmballoon_cmd_names[cmd], arg1, arg2, status);
+		WRITE_ONCE(b->last_error, status);	/* traced above */
 	}
 	if (status == VMW_BALLOON_ERROR_RESET)
 		WRITE_ONCE(b->reset_required, true);
@@ -455,17 +461,9 @@ static bool vmballoon_send_start(struct vmballoon *b, unsigned long caps)
 		b->capabilities = VMW_BALLOON_BASIC_CMDS;
 		break;
 	default:
-		pr_debug("START failed: %#lx\n", status);
 		return false;
 	}
 	return true;
-}
-
-static bool vmballoon_send_guest_id(struct vmballoon *b)
-{
-	return vmballoon_cmd_locked(b, VMW_BALLOON_CMD_GUEST_ID,
-				    VMW_BALLOON_GUEST_ID, 0, NULL) ==
-	       VMW_BALLOON_SUCCESS;
 }
 
 /*
@@ -532,26 +530,6 @@ static s64 vmballoon_change(struct vmballoon *b)
 	return target - size;
 }
 
-/* Mark a page the host owns, or clear the mark before freeing it. */
-static void vmballoon_mark_offline(struct page *page,
-				   enum vmballoon_page_size size, bool offline)
-{
-	unsigned int i, n = vmballoon_page_frames(size);
-
-	for (i = 0; i < n; i++) {
-		if (offline)
-			__SetPageOffline(page + i);
-		else
-			__ClearPageOffline(page + i);
-	}
-}
-
-static void vmballoon_free_page(struct page *page,
-				enum vmballoon_page_size size)
-{
-	__free_pages(page, vmballoon_page_order(size));
-}
-
 static void vmballoon_free_list(struct list_head *pages,
 				enum vmballoon_page_size size)
 {
@@ -559,7 +537,7 @@ static void vmballoon_free_list(struct list_head *pages,
 
 	list_for_each_entry_safe(page, next, pages, lru) {
 		list_del(&page->lru);
-		vmballoon_free_page(page, size);
+		__free_pages(page, vmballoon_page_order(size));
 	}
 }
 
@@ -654,11 +632,13 @@ static bool vmballoon_page_done(struct vmballoon *b, struct page *page,
 }
 
 /* Move a page the host said no to from ctl->pages to ctl->refused. */
-static void vmballoon_refuse(struct vmballoon_ctl *ctl, struct page *page)
+static void vmballoon_refuse(struct vmballoon_ctl *ctl, struct page *page,
+			     unsigned long status)
 {
 	list_move_tail(&page->lru, &ctl->refused);
 	ctl->n_pages--;
 	ctl->n_refused++;
+	ctl->refused_status = status;
 }
 
 /*
@@ -690,7 +670,7 @@ static unsigned long vmballoon_send_batch(struct vmballoon *b,
 			entry_status = status;
 		if (!vmballoon_page_done(b, page, ctl->page_size, ctl->inflate,
 					 entry_status))
-			vmballoon_refuse(ctl, page);
+			vmballoon_refuse(ctl, page, entry_status);
 	}
 	spin_unlock(&b->comm_lock);
 	return status;
@@ -722,7 +702,7 @@ static unsigned long vmballoon_send_each(struct vmballoon *b,
 			status = st;
 		if (!vmballoon_page_done(b, page, ctl->page_size, ctl->inflate,
 					 st))
-			vmballoon_refuse(ctl, page);
+			vmballoon_refuse(ctl, page, st);
 	}
 	return status;
 }
@@ -735,14 +715,20 @@ static unsigned long vmballoon_send_each(struct vmballoon *b,
  */
 static int vmballoon_send(struct vmballoon *b, struct vmballoon_ctl *ctl)
 {
+	unsigned int n = ctl->n_pages;
 	unsigned long status;
 
-	if (!ctl->n_pages)
+	if (!n)
 		return 0;
 	if (b->batching)
 		status = vmballoon_send_batch(b, ctl);
 	else
 		status = vmballoon_send_each(b, ctl);
+	if (ctl->n_pages < n)
+		trace_vmw_balloon_refused(ctl->inflate ? BALLOON_VMW_LOCK :
+					  BALLOON_VMW_UNLOCK, n - ctl->n_pages,
+					  ctl->page_size == VMW_BALLOON_2M_PAGE,
+					  ctl->refused_status);
 
 	switch (status) {
 	case VMW_BALLOON_SUCCESS:
@@ -767,7 +753,6 @@ static int vmballoon_send(struct vmballoon *b, struct vmballoon_ctl *ctl)
 static void vmballoon_enqueue(struct vmballoon *b, struct list_head *pages,
 			      enum vmballoon_page_size size)
 {
-	unsigned long frames = 0;
 	struct page *page;
 
 	if (list_empty(pages))
@@ -776,11 +761,9 @@ static void vmballoon_enqueue(struct vmballoon *b, struct list_head *pages,
 		balloon_compat_list_enqueue(&b->b_dev_info, pages);
 		return;
 	}
-	list_for_each_entry(page, pages, lru) {
-		vmballoon_mark_offline(page, size, true);
-		frames += vmballoon_page_frames(size);
-	}
-	count_vm_events(BALLOON_INFLATE, frames);
+	/* Offline, counted as inflated and in meminfo's Balloon: line. */
+	list_for_each_entry(page, pages, lru)
+		balloon_compat_block_insert(page, VMW_BALLOON_2M_ORDER);
 	spin_lock(&b->huge_pages_lock);
 	list_splice_init(pages, &b->huge_pages);
 	spin_unlock(&b->huge_pages_lock);
@@ -808,8 +791,7 @@ static unsigned int vmballoon_dequeue(struct vmballoon *b,
 	spin_unlock(&b->huge_pages_lock);
 
 	list_for_each_entry(page, pages, lru)
-		vmballoon_mark_offline(page, size, false);
-	count_vm_events(BALLOON_DEFLATE, got * vmballoon_page_frames(size));
+		balloon_compat_block_remove(page, VMW_BALLOON_2M_ORDER);
 	return got;
 }
 
@@ -848,6 +830,16 @@ static unsigned int vmballoon_max_held(struct vmballoon *b)
 	return clamp_t(unsigned long,
 		       totalram_pages() >> VMW_BALLOON_HELD_RAM_SHIFT,
 		       VMW_BALLOON_MAX_REFUSED, n);
+}
+
+/* A batch is done: ctl->pages are what the host took, @t0 its start. */
+static void vmballoon_trace_batch(struct vmballoon_ctl *ctl, u64 t0, int err)
+{
+	unsigned int n = ctl->n_pages * vmballoon_page_frames(ctl->page_size);
+	bool huge = ctl->page_size == VMW_BALLOON_2M_PAGE;
+
+	trace_vmw_balloon_batch(ctl->inflate, huge ? 0 : n, huge ? n : 0,
+				ktime_get_ns() - t0, err);
 }
 
 static void vmballoon_ctl_init(struct vmballoon_ctl *ctl,
@@ -892,7 +884,9 @@ static void vmballoon_inflate(struct vmballoon *b)
 	struct vmballoon_ctl ctl;
 	unsigned int run_from = 0;	/* n_refused when the host last took a page */
 	unsigned int wasted = 0;	/* batches mostly refused */
-	u64 max_refused_4k;
+	u64 max_refused_4k, t0;
+	s64 size, target;
+	int err;
 
 	max_refused_4k = clamp_t(s64, change, VMW_BALLOON_MAX_REFUSED,
 				 held_max);
@@ -916,15 +910,18 @@ static void vmballoon_inflate(struct vmballoon *b)
 			run_from = 0;
 			continue;
 		}
+		t0 = ktime_get_ns();
 		allocated = vmballoon_alloc(b, &ctl, n);
-
-		if (vmballoon_send(b, &ctl)) {
+		err = vmballoon_send(b, &ctl);
+		if (err) {
 			/* Not accepted: hand them back with the refused. */
 			list_splice_tail_init(&ctl.pages, &ctl.refused);
 			ctl.n_refused += ctl.n_pages;
 			ctl.n_pages = 0;
-			break;
 		}
+		vmballoon_trace_batch(&ctl, t0, err);
+		if (err)
+			break;
 		if (ctl.n_pages)
 			run_from = ctl.n_refused;
 		if (ctl.n_refused - refused > ctl.n_pages)
@@ -950,6 +947,12 @@ static void vmballoon_inflate(struct vmballoon *b)
 
 	vmballoon_free_list(&ctl.refused, ctl.page_size);
 	vmballoon_free_list(&ctl.spare, VMW_BALLOON_4K_PAGE);
+
+	/* Short of the target: the next round, a second from now, goes on. */
+	size = atomic64_read(&b->size);
+	target = READ_ONCE(b->target);
+	if (size < target)
+		trace_vmw_balloon_backoff(size, target - size, MSEC_PER_SEC);
 }
 
 /*
@@ -967,6 +970,7 @@ static u64 vmballoon_deflate(struct vmballoon *b, u64 n_frames,
 
 	for (;;) {
 		unsigned int frames = vmballoon_page_frames(size);
+		u64 t0 = ktime_get_ns();
 		unsigned int want, got;
 		bool failed = false;
 		s64 todo;
@@ -987,6 +991,12 @@ static u64 vmballoon_deflate(struct vmballoon *b, u64 n_frames,
 			ctl.n_pages = 0;
 			failed = true;
 		}
+		if (coordinated && got)
+			vmballoon_trace_batch(&ctl, t0, failed ? -EIO : 0);
+		else if (ctl.n_pages)
+			trace_vmw_balloon_refused(BALLOON_VMW_RESET, ctl.n_pages,
+						  size == VMW_BALLOON_2M_PAGE,
+						  VMW_BALLOON_ERROR_RESET);
 
 		atomic64_sub((u64)ctl.n_pages * frames, &b->size);
 		freed += (u64)ctl.n_pages * frames;
@@ -1041,7 +1051,7 @@ static void vmballoon_doorbell(void *client_data)
 {
 	struct vmballoon *b = client_data;
 
-	vmballoon_stat_inc(b, VMW_BALLOON_STAT_DOORBELL);
+	atomic64_inc(&b->stats.gen[VMW_BALLOON_STAT_DOORBELL]);
 	mod_delayed_work(system_freezable_wq, &b->dwork, 0);
 }
 
@@ -1163,9 +1173,10 @@ static void vmballoon_reset(struct vmballoon *b)
 
 	WRITE_ONCE(b->reset_required, false);
 	vmballoon_vmci_init(b);
-	if (!vmballoon_send_guest_id(b))
+	if (vmballoon_cmd_locked(b, VMW_BALLOON_CMD_GUEST_ID,
+				 VMW_BALLOON_GUEST_ID, 0, NULL))
 		pr_err_ratelimited("host did not take the guest type\n");
-	vmballoon_stat_inc(b, VMW_BALLOON_STAT_RESET);
+	atomic64_inc(&b->stats.gen[VMW_BALLOON_STAT_RESET]);
 out:
 	up_write(&b->conf_sem);
 }
@@ -1185,7 +1196,7 @@ static void vmballoon_work(struct work_struct *work)
 		up_read(&b->conf_sem);
 		return;
 	}
-	vmballoon_stat_inc(b, VMW_BALLOON_STAT_TIMER);
+	atomic64_inc(&b->stats.gen[VMW_BALLOON_STAT_TIMER]);
 	if (!READ_ONCE(b->reset_required) && vmballoon_send_get_target(b))
 		change = vmballoon_change(b);
 	if (change > 0)
@@ -1221,7 +1232,7 @@ static unsigned long vmballoon_shrinker_scan(struct shrinker *s,
 		return SHRINK_STOP;
 
 	freed = vmballoon_deflate(b, sc->nr_to_scan, true);
-	vmballoon_stat_inc(b, VMW_BALLOON_STAT_SHRINK);
+	atomic64_inc(&b->stats.gen[VMW_BALLOON_STAT_SHRINK]);
 	atomic64_add(freed, &b->stats.gen[VMW_BALLOON_STAT_SHRINK_FREE]);
 	WRITE_ONCE(b->shrink_timeout, jiffies + VMW_BALLOON_SHRINK_DELAY);
 
@@ -1244,12 +1255,6 @@ static int vmballoon_shrinker_init(struct vmballoon *b)
 	shrinker_register(s);
 	b->shrinker = s;
 	return 0;
-}
-
-static void vmballoon_shrinker_exit(struct vmballoon *b)
-{
-	shrinker_free(b->shrinker);
-	b->shrinker = NULL;
 }
 
 #ifdef BALLOON_COMPAT_MIGRATION
@@ -1357,6 +1362,83 @@ static int vmballoon_debug_show(struct seq_file *f, void *offset)
 }
 DEFINE_SHOW_ATTRIBUTE(vmballoon_debug);
 
+/*
+ * The same state without debugfs, read-only, in /sys/module/vmw_balloon/
+ * status/: sizes in 4 KiB frames, refused_frames locks and unlocks the
+ * host refused, last_error the host's status for the last command it
+ * failed (0: none), capabilities those in use.
+ */
+static u64 vmballoon_refused_frames(struct vmballoon *b)
+{
+	atomic64_t (*st)[VMW_BALLOON_NUM_PAGE_SIZES] = b->stats.page;
+	u64 n = 0;
+	int i;
+
+	for (i = 0; i < VMW_BALLOON_NUM_PAGE_SIZES; i++)
+		n += vmballoon_page_frames(i) *
+		     (atomic64_read(&st[VMW_BALLOON_PAGE_STAT_REFUSED_ALLOC][i]) +
+		      atomic64_read(&st[VMW_BALLOON_PAGE_STAT_REFUSED_FREE][i]));
+	return n;
+}
+
+#define VMW_STATUS_ATTR(name, fmt, value)				\
+static ssize_t name##_show(struct kobject *kobj,			\
+			   struct kobj_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, fmt "\n", value);			\
+}									\
+static struct kobj_attribute vmballoon_attr_##name = __ATTR_RO(name)
+
+VMW_STATUS_ATTR(size_frames, "%llu", (u64)atomic64_read(&balloon.size));
+VMW_STATUS_ATTR(target_frames, "%lu", READ_ONCE(balloon.target));
+VMW_STATUS_ATTR(refused_frames, "%llu", vmballoon_refused_frames(&balloon));
+VMW_STATUS_ATTR(last_error, "%lu", READ_ONCE(balloon.last_error));
+
+static const char * const vmballoon_cap_names[] = {
+	"basic", "batched", "batched_2m", "signalled_wakeup", "64bit_target",
+};
+
+static ssize_t capabilities_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	unsigned long caps = READ_ONCE(balloon.capabilities);
+	int i, len = 0;
+
+	for (i = 0; i < ARRAY_SIZE(vmballoon_cap_names); i++)
+		if (caps & VMW_BALLOON_BASIC_CMDS << i)
+			len += sysfs_emit_at(buf, len, "%s%s", len ? " " : "",
+					     vmballoon_cap_names[i]);
+	return len + sysfs_emit_at(buf, len, "\n");
+}
+
+static struct kobj_attribute vmballoon_attr_capabilities = __ATTR_RO(capabilities);
+
+static struct attribute *vmballoon_status_attrs[] = {
+	&vmballoon_attr_size_frames.attr,
+	&vmballoon_attr_target_frames.attr,
+	&vmballoon_attr_refused_frames.attr,
+	&vmballoon_attr_last_error.attr,
+	&vmballoon_attr_capabilities.attr,
+	NULL
+};
+
+static const struct attribute_group vmballoon_status_group = {
+	.attrs = vmballoon_status_attrs,
+};
+
+static void vmballoon_status_init(struct vmballoon *b)
+{
+	b->status_kobj = kobject_create_and_add("status",
+						&THIS_MODULE->mkobj.kobj);
+	if (b->status_kobj &&
+	    sysfs_create_group(b->status_kobj, &vmballoon_status_group)) {
+		kobject_put(b->status_kobj);
+		b->status_kobj = NULL;
+	}
+	if (!b->status_kobj)
+		pr_warn("no status view in sysfs\n");
+}
+
 static int __init vmballoon_init(void)
 {
 	struct vmballoon *b = &balloon;
@@ -1387,6 +1469,7 @@ static int __init vmballoon_init(void)
 
 	b->dbg_entry = debugfs_create_file("vmmemctl", 0444, NULL, b,
 					   &vmballoon_debug_fops);
+	vmballoon_status_init(b);
 
 	queue_delayed_work(system_freezable_wq, &b->dwork, 0);
 	return 0;
@@ -1411,7 +1494,7 @@ static void __exit vmballoon_exit(void)
 {
 	struct vmballoon *b = &balloon;
 
-	vmballoon_shrinker_exit(b);
+	shrinker_free(b->shrinker);
 
 	down_write(&b->conf_sem);
 	b->stopping = true;
@@ -1420,6 +1503,7 @@ static void __exit vmballoon_exit(void)
 
 	cancel_delayed_work_sync(&b->dwork);
 	debugfs_remove(b->dbg_entry);
+	kobject_put(b->status_kobj);
 
 	down_write(&b->conf_sem);
 	vmballoon_send_start(b, 0);

@@ -220,6 +220,102 @@ def test_reset_while_inflated(fresh):
     assert g["reset"] == resets + 1
 
 
+TRACING = "/sys/kernel/tracing"
+STATUS_VIEW = "/sys/module/vmw_balloon/status"
+# trace (and debugfs) command names -> the emulator's op_ counters
+TRACE_OPS = {"start": "start", "target": "get_target", "lock": "lock", "unlock": "unlock",
+             "guestType": "guest_id", "batchLock": "batched_lock",
+             "batchUnlock": "batched_unlock", "2m-lock": "batched_2m_lock",
+             "2m-unlock": "batched_2m_unlock", "doorbellSet": "doorbell_set"}
+CAP_NAMES = [(0x02, "basic"), (0x04, "batched"), (0x08, "batched_2m"),
+             (0x10, "signalled_wakeup"), (0x20, "64bit_target")]
+
+
+def test_tracepoints_and_status_view(fresh, suite):
+    """Our tracepoints (system "balloon") during an inflate with two
+    refused 2 MiB pages, a RESET (pop and re-inflate) and a deflate: the
+    target moves, the batches add up to what moved, refusals and the reset
+    show, and every backdoor command is there with its status, as many as
+    the host counted.  The read-only status view under /sys/module agrees
+    with the host and debugfs; where /proc/meminfo has a Balloon: line
+    (sid) it counts the 2 MiB pages too."""
+    vm = fresh
+    t = TRACING
+    vm.sh("mountpoint -q %s || mount -t tracefs nodev %s" % (t, t))
+    names = vm.sh("ls %s/events/balloon" % t).split()
+    for e in ("vmw_balloon_target", "vmw_balloon_batch", "vmw_balloon_backoff",
+              "vmw_balloon_refused", "vmw_balloon_cmd"):
+        assert e in names, names
+    target = TARGET + 256               # 32 pages of 2 MiB, then 256 of 4 KiB
+    vm.sh("echo > %s/trace; echo 1 > %s/events/balloon/enable" % (t, t))
+    try:
+        h0 = vm.host.state()
+        vm.host.refuse_next(2, "ppn_pinned")
+        vm.host.set_target(target)
+        st, g = settle(vm, target)
+        status = dict(zip(("size_frames", "target_frames", "refused_frames", "last_error",
+                           "capabilities"),
+                          vm.sh("cd %s && cat size_frames target_frames refused_frames "
+                                "last_error capabilities" % STATUS_VIEW).splitlines()))
+        mi = vm.meminfo()
+        vm.host.inject_reset()
+        vm.host.wait_state(lambda s: s["starts"] == 2 and s["locked_pages"] == target,
+                           STEP, "re-START and re-inflate", alive=vm.check)
+        settle(vm, target)
+        vm.host.set_target(0)
+        settle(vm, 0)
+    finally:
+        vm.sh("echo 0 > %s/events/balloon/enable" % t)
+    h1 = vm.host.state()
+    trace = vm.sh("cat %s/trace" % t)
+    print("\n".join(ln for ln in trace.splitlines() if not ln.startswith("#")))
+    print("\n".join("%s/%s: %s" % (STATUS_VIEW, k, v) for k, v in status.items()))
+    print("meminfo Balloon: %s kB" % mi.get("Balloon"))
+
+    assert re.search(r"vmw_balloon_target: old=0 new=%d source=host" % target, trace), trace
+    assert re.search(r"vmw_balloon_target: old=%d new=0 source=host" % target, trace), trace
+    moved = {"inflate": [0, 0], "deflate": [0, 0]}
+    for m in re.finditer(r"vmw_balloon_batch: (inflate|deflate) frames_4k=(\d+) "
+                         r"frames_2m=(\d+) us=\d+ err=0", trace):
+        moved[m.group(1)][0] += int(m.group(2))
+        moved[m.group(1)][1] += int(m.group(3))
+    # inflated twice (before and after the reset), deflated once
+    assert moved == {"inflate": [2 * 256, 2 * TARGET], "deflate": [256, TARGET]}, moved
+    assert "err=-" not in trace
+    refused = re.findall(r"vmw_balloon_refused: (\w+) pages=(\d+) size=(\w+) status=(\d+)",
+                         trace)
+    assert ("lock", "2", "2M", "5") in refused, refused
+    assert sorted(r for r in refused if r[0] == "reset") == [
+        ("reset", "256", "4k", "7"), ("reset", "32", "2M", "7")], refused
+
+    cmds = [(c, a1, int(a2), int(st, 16), int(res)) for c, a1, a2, st, res in
+            re.findall(r"vmw_balloon_cmd: (\S+) arg1=(\S+) arg2=(\d+) status=(\S+) "
+                       r"result=(\d+)", trace)]
+    counts = {}
+    for name, _, _, _, _ in cmds:
+        counts[name] = counts.get(name, 0) + 1
+    for name, op in TRACE_OPS.items():
+        if name != "target":        # GET_TARGET goes on around the window
+            assert counts.get(name, 0) == h1["op_" + op] - h0["op_" + op], (name, counts)
+    assert counts.get("target", 0) >= 3, counts
+    assert ("start", "0x3e", 0, 0x3000000, CAPS_2M) in cmds, cmds
+    assert ("2m-lock", 32) in [(c[0], c[2]) for c in cmds if c[3] == 0], cmds
+    assert any(c[0] == "target" and c[3] == 0 and c[4] == target for c in cmds), cmds
+    # the RESET reached the guest as the status of a command
+    assert any(c[3] == 7 for c in cmds), cmds
+
+    assert int(status["size_frames"]) == st["locked_pages"] == g["current"] == target
+    assert int(status["target_frames"]) == g["target"] == target
+    assert int(status["refused_frames"]) == 2 * 512, status
+    assert int(status["last_error"]) == 0, status
+    assert status["capabilities"].split() == [n for b, n in CAP_NAMES if CAPS_2M & b], status
+    g = vmwhost.guest_vmmemctl(vm)
+    assert int(vm.sh("cat %s/size_frames" % STATUS_VIEW)) == g["current"] == 0
+    assert int(vm.sh("cat %s/last_error" % STATUS_VIEW)) == 7     # the RESET
+    if suite == "sid" or "Balloon" in mi:
+        assert mi["Balloon"] == target * 4, mi
+
+
 def test_reset_mid_batch(fresh):
     """RESET after part of a batch: on inflation and on deflation."""
     for caps in (CAPS_4K, CAPS_2M):
