@@ -214,7 +214,9 @@ def test_compaction_migrates_balloon_pages(std):
     _fragment(vm)
     try:
         vm.balloon_to(1536 * MiB, STEP)
-        assert std.dbg_int("balloon_blocks") * 512 < frames(128 * MiB), std.debugfs()
+        # At least half of it in single pages (6.12+ parks up to 100 MiB
+        # of free pages on per-cpu lists, which may come back as blocks).
+        assert std.dbg_int("balloon_blocks") * 512 <= frames(256 * MiB), std.debugfs()
     finally:
         _unfragment(vm)
     before = std.vmstat()
