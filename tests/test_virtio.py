@@ -694,7 +694,10 @@ def test_free_page_hinting_during_migration(full):
     vm = full.vm
     rounds0 = full.dbg_int("hint_rounds")
     sent0 = full.dbg_int("hint_blocks_sent")
-    vm.cmd("migrate-set-parameters", **{"max-bandwidth": 8 << 30})
+    # Hints only save what QEMU has not sent yet: at full speed the first
+    # pass can outrun a guest slowed down by a loaded host (seen once:
+    # 2082 of 2148 MB sent with 738 MB hinted), so give the guest time.
+    vm.cmd("migrate-set-parameters", **{"max-bandwidth": 256 << 20})
     vm.cmd("migrate", uri="exec:cat > /dev/null")
     deadline = time.monotonic() + STEP
     while True:
