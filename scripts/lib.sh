@@ -50,9 +50,9 @@ need_host_pkgs() {
 	done
 	[ -z "$missing" ] && return 0
 	log "installing host packages:$missing"
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1; then
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends $missing >/dev/null 2>&1; then
 		apt-get update -q >/dev/null 2>&1 || true
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null ||
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends $missing >/dev/null ||
 			die "could not install host packages:$missing"
 	fi
 }

@@ -76,12 +76,17 @@ t0=$(date +%s)
 tmp=$dir.tmp
 rm_root "$tmp"
 mkdir -p "$tmp"
+# Two roots of one suite share its package cache: one debootstrap at a
+# time writes there (two at once corrupt each other's downloads).
+exec 8>"$BALLOON_CACHE/debs/.$suite.lock"
+flock 8
 if ! debootstrap --variant=minbase --include="$base_pkgs" \
 	--cache-dir="$BALLOON_CACHE/debs/$suite" \
 	"$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
 	tail -n 20 "$tmp.log" >&2
 	die "debootstrap $suite failed (log: $tmp.log)"
 fi
+flock -u 8
 
 chroot "$tmp" dpkg-divert --local --rename --add /usr/sbin/update-initramfs >/dev/null
 ln -sf /bin/true "$tmp/usr/sbin/update-initramfs"
@@ -101,7 +106,9 @@ if ! chroot "$tmp" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive ap
 	tail -n 20 "$tmp.log" >&2
 	die "installing $extra_pkgs into $suite failed (log: $tmp.log)"
 fi
+flock 8
 cp -n "$tmp"/var/cache/apt/archives/*.deb "$BALLOON_CACHE/debs/$suite/" 2>/dev/null || true
+flock -u 8
 chroot "$tmp" apt-get clean
 root_umount "$tmp"
 trap - EXIT
