@@ -16,6 +16,7 @@
                    lib.vm.boot(), and closes it after the test
     timing      -> timing(key, seconds): recorded, printed in the summary
                    and written to $BALLOON_WORK/results/timings.json
+- tests/run runs two lanes (pytest-xdist); see lane_group() below.
 - Any failing test that had a VM alive gets that VM's console log (path and
   last 200 lines) appended to its failure report.
 """
@@ -51,15 +52,43 @@ def pytest_configure(config):
     roots.suites()      # fail early on an unknown suite name
 
 
+# Two lanes (tests/run: pytest-xdist -n 2 --dist loadgroup): each group
+# runs whole on one lane, in order.  A group is one test file, or one file
+# for one suite when its tests are parametrized by suite (they share that
+# suite's VMs through module fixtures).  Groups start longest first, so the
+# lanes end together: files are ranked by what they took here (warm cache,
+# one lane), the rest come after in collection order.
+LANE_RANK = ("test_virtio", "test_vmw", "test_arm64", "test_flavours", "test_packaging",
+             "test_repo", "test_vmwhost", "test_sb_fallback", "test_autopkgtest",
+             "test_build", "test_harness")
+
+
+def lane_group(item):
+    mod = item.module.__name__.rsplit(".", 1)[-1]
+    cs = getattr(item, "callspec", None)
+    if cs is not None and "suite" in cs.params:
+        return "%s[%s]" % (mod, cs.params["suite"])
+    return mod
+
+
+def _lane_order(item):
+    mod = item.module.__name__.rsplit(".", 1)[-1]
+    return LANE_RANK.index(mod) if mod in LANE_RANK else len(LANE_RANK)
+
+
+@pytest.hookimpl(tryfirst=True)     # before xdist reads the group marks
 def pytest_collection_modifyitems(config, items):
-    if not roots.quick():
-        return
-    keep, drop = [], []
-    for it in items:
-        (keep if it.get_closest_marker("quick") else drop).append(it)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    if roots.quick():
+        keep, drop = [], []
+        for it in items:
+            (keep if it.get_closest_marker("quick") else drop).append(it)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for it in items:
+            it.add_marker(pytest.mark.xdist_group(name=lane_group(it)))
+        items.sort(key=_lane_order)     # stable: a group keeps its order
 
 
 def pytest_generate_tests(metafunc):
@@ -136,10 +165,35 @@ def pytest_runtest_makereport(item, call):
             v.console_tail(200) or "(empty)"))
 
 
+def _run_id():
+    return os.environ.setdefault("BALLOON_RUN_ID", str(os.getpid()))
+
+
+def pytest_sessionstart(session):
+    _run_id()           # set before the lanes start, so they inherit it
+
+
+def pytest_sessionfinish(session):
+    wid = os.environ.get("PYTEST_XDIST_WORKER")
+    if wid:             # a lane: hand the timings to the controller
+        path = os.path.join(roots.work_dir("results"),
+                            "timings-%s-%s.json" % (_run_id(), wid))
+        with open(path, "w") as f:
+            json.dump(_TIMINGS, f)
+
+
 def pytest_terminal_summary(terminalreporter):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    res = roots.work_dir("results")
+    for name in sorted(os.listdir(res)):
+        if name.startswith("timings-%s-" % _run_id()):
+            with open(os.path.join(res, name)) as f:
+                _TIMINGS.extend(json.load(f))
+            os.unlink(os.path.join(res, name))
     if not _TIMINGS:
         return
-    path = os.path.join(roots.work_dir("results"), "timings.json")
+    path = os.path.join(res, "timings.json")
     with open(path, "w") as f:
         json.dump(_TIMINGS, f, indent=1)
     tr = terminalreporter
