@@ -663,11 +663,38 @@ def test_pressure_gives_back_what_is_needed(full):
     st0 = full.vmstat()
     given0 = full.dbg_int("pressure_frames")
     oom0 = full.dbg_int("oom_deflated_frames")
+    t = "/sys/kernel/tracing"
+    vm.sh("mountpoint -q %s || mount -t tracefs nodev %s" % (t, t))
+    vm.sh("echo > %s/trace; echo 1 > %s/events/balloon/virtio_balloon_backoff/enable; "
+          "echo 1 > %s/events/balloon/virtio_balloon_give_back/enable" % (t, t, t))
+    # The host repeats its target while the program runs: each repeat
+    # wakes the balloon, which must hold off (a backoff event) while the
+    # memory it gave back is in use, not take it again.
+    done = threading.Event()
+
+    def repeat_target():
+        while not done.wait(0.5):
+            vm.balloon(1 * GiB)
+
+    poker = threading.Thread(target=repeat_target, daemon=True)
     t0 = time.monotonic()
     free_mib = vm.meminfo()["MemFree"] // 1024
-    rc, out = _hog(vm, free_mib + 256)
+    poker.start()
+    try:
+        rc, out = _hog(vm, free_mib + 256)
+    finally:
+        done.set()
+        poker.join()
     assert rc == 0, "dd of %d MiB with %d MiB free failed:\n%s" % (free_mib + 256, free_mib, out)
     took = time.monotonic() - t0
+    vm.sh("echo 0 > %s/events/balloon/enable" % t)
+    trace = vm.sh("grep -E 'virtio_balloon_(backoff|give_back)' %s/trace || true" % t)
+    print("\n".join(trace.splitlines()[-6:]))
+    backoffs = [(int(m.group(1)), int(m.group(2))) for m in re.finditer(
+        r"virtio_balloon_backoff: held=\d+ missing=(-?\d+) retry_ms=(\d+)", trace)]
+    assert "virtio_balloon_give_back" in trace, trace
+    assert backoffs, "no backoff event while the give-back was held:\n" + trace
+    assert all(miss > 0 and 0 < ms <= 64000 for miss, ms in backoffs), backoffs
     st1 = full.vmstat()
     given = (full.dbg_int("pressure_frames") - given0) * 4096
     print("%d MiB free, dd of %d MiB in %.1f s: balloon gave back %d MiB in %d steps, "
