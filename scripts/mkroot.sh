@@ -8,6 +8,10 @@
 #   linux-image-amd64 and linux-headers-amd64.  The same root builds our
 #   modules with the suite's compiler, installs our .deb with the suite's
 #   apt and dkms, and boots as a VM.
+# PROFILE "flavours": the build profile plus Debian's other amd64 kernel
+#   flavours, linux-image/headers-cloud-amd64 and -rt-amd64, so the root
+#   holds three kernels (generic, cloud, rt).  A root of its own: every
+#   "build" root keeps exactly one kernel, the one root_kver picks.
 # PROFILE "vmwhost" (sid only): QEMU and a C toolchain with glib, to build
 #   and run the VMware host emulator plugin.
 #
@@ -21,13 +25,18 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-suite=${1:?usage: mkroot.sh SUITE [build|vmwhost]}
+suite=${1:?usage: mkroot.sh SUITE [build|flavours|vmwhost]}
 profile=${2:-build}
 
 base_pkgs="apt,ca-certificates,procps,kmod,udev,initramfs-tools,gcc,make,libc6-dev"
 case $profile in
 build)
 	extra_pkgs="dkms openssl sparse linux-image-amd64 linux-headers-amd64"
+	;;
+flavours)
+	extra_pkgs="dkms openssl sparse linux-image-amd64 linux-headers-amd64"
+	extra_pkgs="$extra_pkgs linux-image-cloud-amd64 linux-headers-cloud-amd64"
+	extra_pkgs="$extra_pkgs linux-image-rt-amd64 linux-headers-rt-amd64"
 	;;
 vmwhost)
 	extra_pkgs="qemu-system-x86 qemu-utils libglib2.0-dev pkg-config"
@@ -44,11 +53,33 @@ name=$suite-$profile
 dir=$BALLOON_CACHE/roots/$name-$key
 stamp=$dir/.balloon-root
 
+# flavour_kver ROOT FLAVOUR: the newest kernel release of that flavour
+# (amd64, cloud-amd64, rt-amd64) with image and headers in ROOT.
+flavour_kver() {
+	local k
+	for k in $(ls "$1/lib/modules" 2>/dev/null | sort -rV); do
+		case $k in
+		*-cloud-amd64) [ "$2" = cloud-amd64 ] || continue ;;
+		*-rt-amd64) [ "$2" = rt-amd64 ] || continue ;;
+		*-amd64) [ "$2" = amd64 ] || continue ;;
+		*) continue ;;
+		esac
+		[ -e "$1/boot/vmlinuz-$k" ] && [ -e "$1/usr/src/linux-headers-$k/Makefile" ] &&
+			{ echo "$k"; return; }
+	done
+	return 1
+}
+
 root_ok() {
 	[ -f "$stamp" ] || return 1
 	grep -qx "key $key" "$stamp" || return 1
 	if [ "$profile" = build ]; then
 		root_kver "$dir" >/dev/null || return 1
+	elif [ "$profile" = flavours ]; then
+		local f
+		for f in amd64 cloud-amd64 rt-amd64; do
+			flavour_kver "$dir" "$f" >/dev/null || return 1
+		done
 	else
 		[ -x "$dir/usr/bin/qemu-system-x86_64" ] || return 1
 	fi

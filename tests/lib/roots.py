@@ -10,6 +10,11 @@ root(suite, profile="build") -> str
                                    for another builder's lock) via mkroot.sh.
                                    NEVER modify it in place: use overlay().
 kver(root) -> str                  newest kernel release with image and headers
+FLAVOURS                           Debian's amd64 kernel flavours, as the
+                                   release suffix: amd64, cloud-amd64, rt-amd64
+flavour_kver(root, flavour) -> str newest kernel release of that flavour with
+                                   image and headers (for "flavours" roots,
+                                   which hold all three; root(s, "flavours"))
 kernel(root, kver=None) -> str     path of its vmlinuz
 chroot_run(root, cmd, check=True, timeout=1800, env=None, input=None,
            binds=(), ephemeral=False) -> subprocess.CompletedProcess
@@ -116,6 +121,25 @@ def kver(root_path):
                                             "linux-headers-" + k, "Makefile"))):
             return k
     raise RuntimeError("no kernel with image and headers in %s" % root_path)
+
+
+FLAVOURS = ("amd64", "cloud-amd64", "rt-amd64")
+
+
+def flavour_kver(root_path, flavour):
+    if flavour not in FLAVOURS:
+        raise ValueError("unknown flavour %r (known: %s)" % (flavour, " ".join(FLAVOURS)))
+    mods = os.path.join(root_path, "lib", "modules")
+    for k in sorted(os.listdir(mods) if os.path.isdir(mods) else [],
+                    key=_vsort_key, reverse=True):
+        f = next(x for x in ("cloud-amd64", "rt-amd64", "amd64", "")
+                 if k.endswith("-" + x) or not x)
+        if f == flavour and (
+                os.path.exists(os.path.join(root_path, "boot", "vmlinuz-" + k)) and
+                os.path.exists(os.path.join(root_path, "usr", "src", "linux-headers-" + k,
+                                            "Makefile"))):
+            return k
+    raise RuntimeError("no %s kernel with image and headers in %s" % (flavour, root_path))
 
 
 def kernel(root_path, k=None):
