@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from lib import roots
+from lib import pkg, roots
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = os.environ.get("BALLOON_SUITES", "bullseye bookworm trixie sid").split()
@@ -26,8 +26,8 @@ def sh(cmd, **kw):
     return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, **kw)
 
 
-def mkroot(suite):
-    r = sh("%s/scripts/mkroot.sh %s" % (REPO, suite))
+def mkroot(suite, profile="build"):
+    r = sh("%s/scripts/mkroot.sh %s %s" % (REPO, suite, profile))
     assert r.returncode == 0, r.stderr
     return r.stdout.strip().splitlines()[-1]
 
@@ -104,7 +104,20 @@ def suite_params():
 def test_build_w1_sparse(suite):
     """virtio_balloon and vmw_balloon build with W=1 and sparse, no warnings."""
     root = mkroot(suite)
-    k = root_kver(root)
+    build_w1_sparse(root, root_kver(root))
+
+
+@pytest.mark.parametrize("flavour", ["cloud-amd64", "rt-amd64"])
+@pytest.mark.parametrize("suite", SUITES)
+def test_build_flavour_w1_sparse(suite, flavour):
+    """The same for Debian's other amd64 kernel flavours of each suite,
+    from the suite's "flavours" root (the generic -amd64 kernel is
+    test_build_w1_sparse's).  rt is PREEMPT_RT: spinlocks sleep there."""
+    root = mkroot(suite, "flavours")
+    build_w1_sparse(root, roots.flavour_kver(root, flavour))
+
+
+def build_w1_sparse(root, k):
     with Scratch(root) as s:
         s.supply_checker_valid(k)
         r = s.run("make -C %s/src KVER=%s KDIR=/lib/modules/%s/build W=1 C=1 2>&1" % (s.rel, k, k))
@@ -223,3 +236,49 @@ def test_refuses_missing_headers():
     assert r.returncode != 0
     msgs = [l for l in (r.stdout + r.stderr).splitlines() if not l.startswith("make")]
     assert len(msgs) == 1 and msgs[0].startswith("balloon-dkms: ") and "headers" in msgs[0], msgs
+
+
+BUILTIN_CASES = [("virtio_balloon",), ("vmw_balloon",), ("virtio_balloon", "vmw_balloon")]
+
+
+@pytest.mark.parametrize("builtin", BUILTIN_CASES, ids=lambda b: "+".join(b) + "=y")
+def test_builtin_driver_skipped(builtin):
+    """`make KVER= KDIR=` against headers whose kernel has a driver built in
+    (=y; a copy of bookworm's headers changed by the test, next to the real
+    ones in a throwaway overlay): one line says so, the other module is still
+    built; with both built in nothing is built and make fails with that one
+    line."""
+    root = mkroot("bookworm")
+    k = root_kver(root)
+    fake = k.split("-")[0] + "-97-builtin"
+    with roots.overlay(root, "builtin") as ovl:
+        hdir = os.path.join(ovl, "usr/src/linux-headers-" + fake)
+        shutil.copytree(os.path.join(ovl, "usr/src/linux-headers-" + k), hdir, symlinks=True)
+        for rel in (".config", "include/config/auto.conf", "include/generated/autoconf.h"):
+            assert pkg.set_builtin(os.path.join(hdir, rel),
+                                   [pkg.BUILTIN_OPTION[m] for m in builtin]) == len(builtin)
+        with open(os.path.join(hdir, "include/config/kernel.release"), "w") as f:
+            f.write(fake + "\n")
+        with Scratch(ovl) as s:
+            r = s.run("make -s -C %s/src KVER=%s KDIR=/usr/src/linux-headers-%s 2>&1"
+                      % (s.rel, fake, fake))
+            print(r.stdout[-3000:])
+            msgs = [l for l in r.stdout.splitlines()
+                    if l.startswith("balloon-dkms:") and "built in" in l]
+            what = " and ".join(builtin)
+            assert msgs == [msgs[0]] and msgs[0].startswith(
+                "balloon-dkms: kernel %s has %s built in; the kernel's own driver" % (fake, what)), \
+                r.stdout
+            built = sorted(os.path.basename(f)[:-3] for f in os.listdir(s.path + "/src")
+                           if f.endswith(".ko"))
+            if len(builtin) == 2:
+                assert r.returncode != 0, r.stdout
+                assert "balloon modules not built" in msgs[0], msgs
+                assert not [f for f in os.listdir(s.path + "/src") if f.endswith(".o")]
+            else:
+                assert r.returncode == 0, r.stdout
+                other = ({"virtio_balloon", "vmw_balloon"} - set(builtin)).pop()
+                assert "our %s module is not built" % builtin[0] in msgs[0], msgs
+                assert built == [other], built
+                warn = [l for l in r.stdout.splitlines() if WARN_RX.search(l)]
+                assert not warn, warn

@@ -9,10 +9,13 @@ build_deb(version=None) -> path  balloon-dkms_<v>_all.deb, made by
                                  "upgrade" package with the same sources)
 build_rpm(version=None) -> path  the same with scripts/mkrpm.sh
 tree_for(version) -> path        that stamped copy of the source tree
-Root(suite)                      context manager: a throwaway overlay of the
+Root(suite, profile="build")     context manager: a throwaway overlay of the
                                  suite's cached root (roots.overlay); every
                                  command runs chrooted in it with /proc,
                                  /dev, /sys mounted (roots.chroot_run)
+  .kver                          the root's kernel (in a "flavours" root:
+                                 the generic -amd64 one)
+  .kvers                         every kernel of the root (image+headers)
   .run(cmd, check=True, timeout=) -> CompletedProcess (stdout+stderr)
   .apt(args, timeout=)           apt-get with the persistent archive cache
                                  $BALLOON_CACHE/apt/<suite> (downloads are
@@ -26,7 +29,8 @@ Root(suite)                      context manager: a throwaway overlay of the
                                  and /lib/modules/*/updates
   .dpkg_audit() -> str           `dpkg --audit` output ('' when all is well)
   .not_configured() -> [str]     `dpkg -l` lines whose state is not "ii"/"rc"
-make_fake_kernel(root, kver, name) -> (image_deb, headers_deb)
+make_fake_kernel(root, kver, name, outdir, builtin=())
+                              -> (image_deb, headers_deb)
                                  two small packages for a kernel release
                                  <name> that cannot carry our drivers: a copy
                                  of kver's headers with memory balloon support
@@ -35,6 +39,10 @@ make_fake_kernel(root, kver, name) -> (image_deb, headers_deb)
                                  lists.  Their maintainer scripts run the
                                  /etc/kernel/*.d hooks exactly as Debian's
                                  linux-image/linux-headers packages do.
+                                 builtin=("virtio_balloon", ...): instead,
+                                 the headers keep balloon support and have
+                                 those drivers built in (=y, listed in
+                                 modules.builtin).
 timed(record, key)               context manager: record(key, seconds)
 rpm_in_root(root, args) -> CompletedProcess
                                  host rpm --root on a Root overlay; its
@@ -139,10 +147,15 @@ def timed(record, key):
 
 
 class Root:
-    def __init__(self, suite):
+    def __init__(self, suite, profile="build"):
         self.suite = suite
-        self.base = roots.root(suite)
-        self.kver = roots.kver(self.base)
+        self.base = roots.root(suite, profile)
+        if profile == "flavours":
+            self.kvers = [roots.flavour_kver(self.base, f) for f in roots.FLAVOURS]
+            self.kver = self.kvers[0]
+        else:
+            self.kver = roots.kver(self.base)
+            self.kvers = [self.kver]
         self.archives = os.path.join(CACHE, "apt", suite)
         os.makedirs(os.path.join(self.archives, "partial"), exist_ok=True)
         self._cm = None
@@ -254,6 +267,26 @@ def _strip_config(path):
     return len(lines) - len(keep)
 
 
+BUILTIN_OPTION = {"virtio_balloon": "CONFIG_VIRTIO_BALLOON",
+                  "vmw_balloon": "CONFIG_VMWARE_BALLOON"}
+BUILTIN_PATH = {"virtio_balloon": "kernel/drivers/virtio/virtio_balloon.ko",
+                "vmw_balloon": "kernel/drivers/misc/vmw_balloon.ko"}
+
+
+def set_builtin(path, options):
+    """Turn =m options into =y in a .config / auto.conf / autoconf.h."""
+    with open(path) as f:
+        text = f.read()
+    n = 0
+    for o in options:
+        text, a = re.subn(r"^%s=m$" % o, "%s=y" % o, text, flags=re.M)
+        text, b = re.subn(r"^#define %s_MODULE 1$" % o, "#define %s 1" % o, text, flags=re.M)
+        n += a + b
+    with open(path, "w") as f:
+        f.write(text)
+    return n
+
+
 def _control(d, name, desc):
     os.makedirs(os.path.join(d, "DEBIAN"), exist_ok=True)
     with open(os.path.join(d, "DEBIAN", "control"), "w") as f:
@@ -270,7 +303,7 @@ def _script(d, name, text):
     os.chmod(p, 0o755)
 
 
-def make_fake_kernel(root_path, kver, name, outdir):
+def make_fake_kernel(root_path, kver, name, outdir, builtin=()):
     """See the module docstring.  Returns (image_deb, headers_deb)."""
     hdr_src = os.path.join(root_path, "usr/src/linux-headers-" + kver)
     if not os.path.isfile(os.path.join(hdr_src, "Makefile")):
@@ -283,20 +316,26 @@ def make_fake_kernel(root_path, kver, name, outdir):
     h = os.path.join(outdir, "headers")
     hdir = os.path.join(h, "usr/src/linux-headers-" + name)
     shutil.copytree(hdr_src, hdir, symlinks=True)
-    removed = 0
+    changed = 0
     for rel in (".config", "include/config/auto.conf", "include/generated/autoconf.h"):
         p = os.path.join(hdir, rel)
         if os.path.exists(p):
-            removed += _strip_config(p)
-    if not removed:
+            changed += (set_builtin(p, [BUILTIN_OPTION[m] for m in builtin]) if builtin
+                        else _strip_config(p))
+    if builtin and changed != 3 * len(builtin):
+        raise RuntimeError("%s: %d of %d =m options turned to =y" %
+                           (hdr_src, changed, 3 * len(builtin)))
+    if not changed:
         raise RuntimeError("no balloon options found to remove in %s" % hdr_src)
+    what = ("with %s built in" % " and ".join(builtin) if builtin
+            else "without memory balloon support")
     rel = os.path.join(hdir, "include/config/kernel.release")
     if os.path.exists(rel):
         with open(rel, "w") as f:
             f.write(name + "\n")
     os.makedirs(os.path.join(h, "lib/modules", name))
     os.symlink("/usr/src/linux-headers-" + name, os.path.join(h, "lib/modules", name, "build"))
-    _control(h, "linux-headers-" + name, "fake kernel headers without memory balloon support")
+    _control(h, "linux-headers-" + name, "fake kernel headers " + what)
     _script(h, "postinst", _FAKE_POSTINST % {"what": "linux-headers", "k": name, "args": "",
                                               "dir": "header_postinst.d", "extra": ""})
 
@@ -310,7 +349,10 @@ def make_fake_kernel(root_path, kver, name, outdir):
         src = os.path.join(root_path, "lib/modules", kver, f)
         if os.path.exists(src):
             shutil.copy(src, mdir)
-    _control(i, "linux-image-" + name, "fake kernel image without memory balloon support")
+    if builtin:
+        with open(os.path.join(mdir, "modules.builtin"), "a") as f:
+            f.writelines(BUILTIN_PATH[m] + "\n" for m in builtin)
+    _control(i, "linux-image-" + name, "fake kernel image " + what)
     _script(i, "postinst", _FAKE_POSTINST % {
         "what": "linux-image", "k": name, "dir": "postinst.d",
         "args": "--arg=/boot/vmlinuz-" + name, "extra": "depmod " + name})
