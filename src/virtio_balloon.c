@@ -1470,12 +1470,11 @@ static int virtballoon_restore(struct virtio_device *vdev)
 }
 #endif
 
-#ifdef HAVE_VIRTIO_DRIVER_SHUTDOWN
 /*
  * The core's shutdown breaks and resets the device; let a request that
  * is under way finish first so no work waits on a dead queue.
  */
-static void virtballoon_shutdown(struct virtio_device *vdev)
+static void __maybe_unused virtballoon_shutdown(struct virtio_device *vdev)
 {
 	struct virtio_balloon *vb = vdev->priv;
 
@@ -1483,7 +1482,6 @@ static void virtballoon_shutdown(struct virtio_device *vdev)
 	stop_updates(vb);
 	virtio_device_shutdown(vdev);
 }
-#endif
 
 static const unsigned int features[] = {
 	VIRTIO_BALLOON_F_MUST_TELL_HOST,
@@ -1508,9 +1506,7 @@ static struct virtio_driver virtio_balloon_driver = {
 	.freeze			= virtballoon_freeze,
 	.restore		= virtballoon_restore,
 #endif
-#ifdef HAVE_VIRTIO_DRIVER_SHUTDOWN
-	.shutdown		= virtballoon_shutdown,
-#endif
+	VIRTIO_DRIVER_SHUTDOWN(virtballoon_shutdown)
 };
 
 module_virtio_driver(virtio_balloon_driver);

@@ -163,4 +163,20 @@ static inline unsigned long balloon_alloc_stalls(const unsigned long *events)
 }
 #endif
 
+/*
+ * after 6.12 (7.2 has it): virtio drivers get a shutdown callback, whose
+ * default virtio_device_shutdown() breaks and resets the device.  Before,
+ * the virtio bus had no shutdown step at all: a driver's callback would
+ * never run, so the initialiser leaves it out (hence __maybe_unused on
+ * the driver's function).
+ */
+#ifdef HAVE_VIRTIO_DRIVER_SHUTDOWN
+#define VIRTIO_DRIVER_SHUTDOWN(fn)	.shutdown = (fn),
+#else
+#define VIRTIO_DRIVER_SHUTDOWN(fn)
+static inline void virtio_device_shutdown(struct virtio_device *dev)
+{
+}
+#endif
+
 #endif /* BALLOON_COMPAT_VIRTIO_H */
