@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Both drivers on sid's PREEMPT_RT kernel (linux-image-rt-amd64).
+
+PREEMPT_RT turns spinlocks into sleeping locks: a spinlock held across a
+GFP_ATOMIC allocation still works, but one held where the kernel must not
+sleep (hard interrupt context, preempt_disable()) is a "BUG: scheduling
+while atomic", and a raw spinlock held across an allocation is one too.
+So the core of test_virtio.py and test_vmw.py runs again here, the same
+test functions imported from those files (pytest collects them in this
+module, with this module's fixtures): the kernel is the rt one of sid's
+"flavours" root (scripts/mkroot.sh sid flavours), our modules are built
+against its headers.
+
+One VM per configuration, at most one at a time: test_virtio's "std" and
+"full" (deflate-on-oom) guests, then the VMware guest against the emulated
+host.  test_virtio's compaction test is not among them: it reads the
+kernel configuration from roots.root(suite), which knows no rt kernel.
+
+lib/vm.py fails a VM on any "BUG:" or "WARNING: CPU:" on its console; that
+covers "BUG: scheduling while atomic" and, on kernels built with
+CONFIG_DEBUG_ATOMIC_SLEEP, "BUG: sleeping function called from invalid
+context".  Debian's rt kernel has neither that nor lockdep enabled;
+after every test this module also looks for lockdep's reports and for hung
+tasks, in case a kernel with them is used (test_console_checks says the
+patterns match).
+"""
+import re
+
+import pytest
+
+from lib import build, roots, vmwhost
+from lib import vm as vmlib
+from lib.virtio_util import GuestPool, version
+
+import test_virtio
+import test_vmw
+
+SUITE = "sid"
+FLAVOUR = "rt-amd64"
+LABEL = "sid-rt"            # the guests' suite label (timings, seeds, VM names)
+VERSION = version()
+CONFIGS = {name: test_virtio.CONFIGS[name] for name in ("std", "full")}
+# Beyond lib/vm.py's FAIL_PATTERNS: lockdep's reports and hung tasks.
+RT_PATTERNS = (r"possible circular locking dependency", r"possible recursive locking",
+               r"inconsistent lock state", r"suspicious RCU usage",
+               r"sleeping function called from invalid context",
+               r"scheduling while atomic", r"INFO: task \S+ blocked for more than")
+
+_VMS = []
+
+
+def need_sid():
+    if SUITE not in roots.suites():
+        pytest.skip("suite %s is not under test (BALLOON_SUITES=%s)" %
+                    (SUITE, " ".join(roots.suites())))
+
+
+@pytest.fixture(scope="module")
+def rt():
+    """(flavours root, rt kernel release)."""
+    need_sid()
+    r = roots.root(SUITE, "flavours")
+    return r, roots.flavour_kver(r, FLAVOUR)
+
+
+class RtPool(GuestPool):
+    """test_virtio's GuestPool on the rt kernel of the flavours root."""
+
+    def __init__(self, root, kver, configs):
+        self.suite, self.configs, self.root, self.kver = LABEL, configs, root, kver
+        self.arch = "x86_64"
+        self.ko = build.modules(root, kver, only=("virtio_balloon",))["virtio_balloon"]
+        self.cur = None
+
+    def get(self, name):
+        g = super().get(name)
+        if g.vm not in _VMS:
+            _VMS.append(g.vm)
+        return g
+
+
+@pytest.fixture(scope="module")
+def pool(rt):
+    p = RtPool(rt[0], rt[1], CONFIGS)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def ko(rt):
+    return build.modules(rt[0], rt[1], only=("vmw_balloon",))["vmw_balloon"]
+
+
+@pytest.fixture(scope="module")
+def vm(rt, ko, pool):
+    """The VMware guest on the rt kernel (as test_vmw's); the virtio guest
+    is shut down first: one VM at a time."""
+    pool.close()
+    v = vmlib.boot(lambda: vmwhost.vmware_vm(rt[0], kver=rt[1], ko=[ko], mem_mb=test_vmw.MEM_MB,
+                                             smp=2, append="page_poison=1",
+                                             boot_timeout=300, name="vmw-" + LABEL))
+    _VMS.append(v)
+    v.sh("modprobe vmw_vmci")
+    v.intree = v.sh("find /lib/modules/*/kernel -name 'vmw_balloon.ko*'").strip()
+    yield v
+    v.close()
+
+
+@pytest.fixture(autouse=True)
+def no_rt_splats():
+    seen = {id(v): len(v.console_text()) for v in _VMS}
+    yield
+    for v in _VMS:
+        text = v.console_text()[seen.get(id(v), 0):]
+        bad = [ln for ln in text.splitlines() if any(re.search(p, ln) for p in RT_PATTERNS)]
+        assert not bad, "%s console:\n%s" % (v.name, "\n".join(bad[:20]))
+
+
+std = test_virtio.std
+full = test_virtio.full
+fresh = test_vmw.fresh
+
+
+def test_console_checks():
+    """The harness fails a VM on the reports PREEMPT_RT bugs produce (no VM:
+    lines as the kernel prints them, against lib/vm.py's patterns and
+    RT_PATTERNS)."""
+    fatal = ["BUG: scheduling while atomic: kworker/0:1/42/0x00000002",
+             "BUG: sleeping function called from invalid context at "
+             "kernel/locking/spinlock_rt.c:48",
+             "WARNING: CPU: 0 PID: 1 at mm/balloon_compaction.c:60 balloon_page_dequeue+0x0/0x10"]
+    for ln in fatal:
+        assert any(re.search(p, ln) for p in vmlib.FAIL_PATTERNS), ln
+    for ln in ("WARNING: possible circular locking dependency detected",
+               "INFO: task kworker/1:2:77 blocked for more than 120 seconds."):
+        assert any(re.search(p, ln) for p in RT_PATTERNS), ln
+
+
+def test_rt_kernel_runs_ours(std, rt):
+    """The guest runs the PREEMPT_RT kernel, with our virtio_balloon bound."""
+    assert std.vm.sh("uname -r").strip() == rt[1]
+    assert "PREEMPT_RT" in std.vm.sh("uname -v"), std.vm.sh("uname -v")
+    assert std.driver_version() == VERSION and std.bound()
+
+
+# test_virtio's core, std guest (device_del last: it ends that VM)
+test_inflate_1g_and_back = test_virtio.test_inflate_1g_and_back
+test_random_targets = test_virtio.test_random_targets
+test_rmmod_while_inflated = test_virtio.test_rmmod_while_inflated
+test_device_del_while_inflated = test_virtio.test_device_del_while_inflated
+# deflate-on-oom guest
+test_deflate_on_oom_keeps_memtotal = test_virtio.test_deflate_on_oom_keeps_memtotal
+test_pressure_gives_back_what_is_needed = test_virtio.test_pressure_gives_back_what_is_needed
+# test_vmw's core, VMware guest
+test_ours_is_loaded = test_vmw.test_ours_is_loaded
+test_caps_inflate_deflate = test_vmw.test_caps_inflate_deflate
+test_reset_while_inflated = test_vmw.test_reset_while_inflated
+test_unload_inflated_returns_all = test_vmw.test_unload_inflated_returns_all
+test_unload_during_compaction = test_vmw.test_unload_during_compaction
+test_shrinker_gives_back = test_vmw.test_shrinker_gives_back
