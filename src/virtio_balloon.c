@@ -269,8 +269,9 @@ static bool vb_reap(struct virtqueue *vq, unsigned int *left)
  * Hand the host the first @nr frames of vb->pfns, in requests of at most
  * VB_PFNS_MAX frames, with one notification, and wait until it has taken
  * them all.  Returns 0 when it has; -EIO when the device broke (surprise
- * removal: nobody is left to tell, so callers carry on as if told); any
- * other error when the host was not told.
+ * removal: nobody is left to tell, so a deflation carries on as if told,
+ * and nobody takes the pages of an inflation); any other error when the
+ * host was not told.
  */
 static int tell_host(struct virtio_balloon *vb, struct virtqueue *vq,
 		     unsigned int nr)
@@ -413,8 +414,13 @@ static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
 	err = tell_host(vb, vb->inflate_vq, got);
 	trace_virtio_balloon_batch(true, got - nblocks * VB_BLOCK_FRAMES,
 				   nblocks * VB_BLOCK_FRAMES, ktime_get_ns() - t0, err);
-	if (err && err != -EIO) {
-		/* The host did not take them: they stay the guest's. */
+	if (err) {
+		/*
+		 * The host did not take them, or the device broke and nobody
+		 * will (what a broken device took before, it gets no more
+		 * use of): they stay the guest's, and actual stays what the
+		 * host has.
+		 */
 		mutex_unlock(&vb->balloon_lock);
 		free_page_list(&blocks, true);
 		free_page_list(&pages, false);
@@ -560,6 +566,11 @@ static void size_work_func(struct work_struct *work)
 	s64 diff;
 
 	diff = towards_target(vb);
+	if (diff > 0 && virtqueue_is_broken(vb->inflate_vq)) {
+		/* Nobody takes memory from a broken device: nothing to do. */
+		vb_relax(vb, VB_WAKE_SIZE);
+		return;
+	}
 	if (diff > 0) {
 		delay = pressure_hold(vb);
 		if (delay) {
@@ -1009,10 +1020,15 @@ static int virtballoon_free_page_report(struct page_reporting_dev_info *pr,
 	unsigned int len;
 	int err;
 
-	/* The core sends one report at a time, sized to fit the ring. */
+	/*
+	 * The core sends one report at a time, sized to fit the ring: only
+	 * a broken device (surprise removal) refuses it.
+	 */
 	err = virtqueue_add_inbuf(vq, sg, nents, vb, GFP_NOWAIT | __GFP_NOWARN);
-	if (WARN_ON_ONCE(err))
+	if (err) {
+		WARN_ON_ONCE(!virtqueue_is_broken(vq));
 		return err;
+	}
 	virtqueue_kick(vq);
 
 	while (!wait_event_timeout(vb->acked, virtqueue_get_buf(vq, &len), HZ)) {

@@ -17,15 +17,18 @@ Every test starts from the balloon at full size with our driver loaded
 that the guest got every page back.  A failing test gets the guest console
 attached by tests/conftest.py.
 """
+import base64
 import os
 import random
 import re
+import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
-from lib import roots
+from lib import build, roots
 from lib.qmp import QMPError
 from lib.vm import GuestCrash, VMError
 from lib.virtio_util import (GiB, MiB, Features, GuestPool, kconfig, our_stats_tags,
@@ -452,6 +455,77 @@ def test_requests_never_exceed_256_frames(std):
         len(sizes), max(sizes), notifies))
     std.to_full(STEP)
     std.assert_nothing_leaked("after the traced inflation")
+
+
+def _push_module(g, name):
+    """tests/guest/<name>/ built for the guest's kernel and copied into the
+    guest (debug info stripped, base64 over the shell) as /tmp/<name>.ko."""
+    ko = build.external(roots.root(g.suite), os.path.join(roots.REPO, "tests", "guest", name),
+                        g.kver)[name.replace("-", "_")]
+    with tempfile.TemporaryDirectory() as d:
+        small = os.path.join(d, "m.ko")
+        subprocess.run(["strip", "--strip-debug", "-o", small, ko], check=True)
+        with open(small, "rb") as f:
+            data = base64.b64encode(f.read()).decode()
+    dst = "/tmp/%s.ko" % name.replace("-", "_")
+    g.vm.sh("rm -f %s.b64" % dst)
+    for i in range(0, len(data), 3000):
+        g.vm.sh("echo %s >> %s.b64" % (data[i:i + 3000], dst))
+    g.vm.sh("base64 -d %s.b64 > %s" % (dst, dst))
+    return dst
+
+
+def _balloon_frames(g):
+    return frames(g.ram - g.vm.query_balloon())
+
+
+def test_broken_queue_while_inflating(std):
+    """The device's queues break while the balloon inflates (as on a
+    surprise removal, but the device stays and still reads actual): the
+    batch the host never took is given back to the guest, the balloon
+    stops, and actual stays at what the host accepted, by QEMU's own trace
+    of the frames it handled (at most one batch less: the one under way,
+    which the host may have handled just before the break)."""
+    vm = std.vm
+    mod = _push_module(std, "vb-break")
+    since = os.path.getsize(vm.qemu_log)
+    vm.cmd("human-monitor-command",
+           **{"command-line": "log trace:virtio_balloon_handle_output"})
+    target = frames(1 * GiB)
+    try:
+        vm.balloon(std.ram - 1 * GiB)
+        deadline = time.monotonic() + STEP
+        while _balloon_frames(std) < frames(64 * MiB):
+            assert time.monotonic() < deadline, vm.query_balloon()
+            time.sleep(0.2)
+        vm.sh("insmod %s" % mod)
+        at_break = _balloon_frames(std)
+        # Wait until actual stops moving (the broken driver at its last
+        # count, or the old one at the target).
+        last, still = -1, 0
+        while still < 5:
+            assert time.monotonic() < deadline, vm.query_balloon()
+            time.sleep(1)
+            cur = _balloon_frames(std)
+            still = still + 1 if cur == last else 0
+            last = cur
+    finally:
+        std.device_gone = True
+        vm.cmd("human-monitor-command", **{"command-line": "log none"})
+        vm.qmp.cmd("trace-event-set-state",
+                   {"name": "virtio_balloon_handle_output", "enable": False})
+    accepted = len({m.group(1) for m in re.finditer(
+        r"virtio_balloon_handle_output .*gpa: (0x[0-9a-f]+)", "\n".join(_trace_lines(vm, since)))})
+    actual = _balloon_frames(std)
+    print("broken at %d frames; actual %d frames, host handled %d, target %d" % (
+        at_break, actual, accepted, target))
+    assert "all queues marked broken" in vm.dmesg()
+    assert actual <= accepted <= actual + 4096, \
+        "actual %d frames, but the host handled %d" % (actual, accepted)
+    assert actual < target
+    status = vm.sh("cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/balloon/last_error")
+    assert status.strip() == "-5", status
+    assert vm.sh("echo alive").strip() == "alive"
 
 
 def _free_blocks(vm):
