@@ -67,7 +67,8 @@ def lane_group(item):
     mod = item.module.__name__.rsplit(".", 1)[-1]
     cs = getattr(item, "callspec", None)
     if cs is not None and "suite" in cs.params:
-        return "%s[%s]" % (mod, cs.params["suite"])
+        # no brackets: xdist takes a name ending in "]" for a parameter
+        return "%s.%s" % (mod, cs.params["suite"])
     return mod
 
 
