@@ -301,13 +301,18 @@ def test_rpm_contents_and_rpmlint(work, timing):
 
 
 def lifecycle_params():
-    """(suite, root profile): every suite's build root (one kernel), and
-    the "flavours" roots of bookworm and sid, which hold the generic, cloud
-    and rt kernels at once (scripts/mkroot.sh)."""
-    out = [pytest.param(s, "build", id=s, marks=pytest.mark.quick if s == "bookworm" else ())
-           for s in roots.suites()]
-    out += [pytest.param(s, "flavours", id=s + "-flavours")
-            for s in ("bookworm", "sid") if s in roots.suites()]
+    """(suite, root profile).  bookworm and sid run in their "flavours"
+    roots, which hold the generic, cloud and rt kernels at once
+    (scripts/mkroot.sh), so that run covers the build root's generic
+    kernel too; the other suites, and bookworm under --quick, in their
+    build roots (one kernel)."""
+    out = []
+    for s in roots.suites():
+        if s in ("bookworm", "sid") and not roots.quick():
+            out.append(pytest.param(s, "flavours", id=s + "-flavours"))
+        else:
+            out.append(pytest.param(s, "build", id=s,
+                                    marks=pytest.mark.quick if s == "bookworm" else ()))
     return out
 
 
@@ -414,9 +419,10 @@ BUILTIN_KERNELS = (("virtio", ("virtio_balloon",)), ("vmw", ("vmw_balloon",)),
                    ("both", ("virtio_balloon", "vmw_balloon")))
 
 
-# Not sid: a copy of sid 7.2's headers under another name does not even
-# compile conftest's baseline probe (to be investigated).
-@pytest.mark.parametrize("suite", [s for s in ("bookworm", "trixie") if s in roots.suites()])
+# bookworm only, for time (trixie's dkms 3.2 passed it too).  Not sid: a
+# copy of sid 7.2's headers under another name does not even compile
+# conftest's baseline probe (to be investigated).
+@pytest.mark.parametrize("suite", [s for s in ("bookworm",) if s in roots.suites()])
 def test_deb_builtin_drivers(suite, work, timing):
     """Kernels that have a driver built in (fake kernel packages as in
     test_deb_lifecycle, their headers with CONFIG_VIRTIO_BALLOON=y and/or
