@@ -46,6 +46,14 @@ make_ext4(tree, out, size_mb=None, label="root") -> out
                                    without anything mounted below `tree`; size
                                    defaults to the tree size + 50 % + 256 MiB.
 work_dir(*parts) -> str            a directory under $BALLOON_WORK (created)
+
+arm64 (scripts/mkroot-arm64.sh; binaries run through qemu-user):
+ARM64 = {"sid-arm64": ("sid", "arm64"), "sid-arm64-16k": ("sid", "arm64-16k")}
+                                   arm64 "suite" ids -> (Debian suite, kernel
+                                   flavour); root(id) gives their shared root
+arch(suite) -> "x86_64" | "aarch64"
+suite_kver(suite) -> str           the kernel release a suite id stands for
+                                   (its flavour's on arm64, else kver(root))
 """
 import contextlib
 import functools
@@ -59,6 +67,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__
 CACHE = os.environ.get("BALLOON_CACHE", "/var/cache/balloon-dkms")
 WORK = os.environ.get("BALLOON_WORK", "/var/tmp/balloon-work")
 ALL_SUITES = ("bullseye", "bookworm", "trixie", "sid")
+ARM64 = {"sid-arm64": ("sid", "arm64"), "sid-arm64-16k": ("sid", "arm64-16k")}
 
 
 class RootCommandError(RuntimeError):
@@ -89,10 +98,17 @@ def work_dir(*parts):
     return d
 
 
+def arch(suite):
+    return "aarch64" if suite in ARM64 else "x86_64"
+
+
 @functools.lru_cache(maxsize=None)
 def root(suite, profile="build"):
     script = os.path.join(REPO, "scripts", "mkroot.sh")
-    p = subprocess.run([script, suite, profile], stdout=subprocess.PIPE,
+    args = [script, suite, profile]
+    if suite in ARM64:
+        args = [os.path.join(REPO, "scripts", "mkroot-arm64.sh"), ARM64[suite][0]]
+    p = subprocess.run(args, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, timeout=3600,
                        stdin=subprocess.DEVNULL)
     if p.returncode != 0:
@@ -121,6 +137,21 @@ def kver(root_path):
                                             "linux-headers-" + k, "Makefile"))):
             return k
     raise RuntimeError("no kernel with image and headers in %s" % root_path)
+
+
+def suite_kver(suite):
+    r = root(suite)
+    if suite not in ARM64:
+        return kver(r)
+    flavour = ARM64[suite][1]
+    mods = os.path.join(r, "lib", "modules")
+    for k in sorted(os.listdir(mods), key=_vsort_key, reverse=True):
+        # "7.0.1+deb14-arm64" / "7.0.1+deb14-arm64-16k"
+        if k.endswith("-" + flavour) and os.path.exists(os.path.join(r, "boot", "vmlinuz-" + k)) \
+                and os.path.exists(os.path.join(r, "usr", "src", "linux-headers-" + k,
+                                                "Makefile")):
+            return k
+    raise RuntimeError("no %s kernel with image and headers in %s" % (flavour, r))
 
 
 FLAVOURS = ("amd64", "cloud-amd64", "rt-amd64")

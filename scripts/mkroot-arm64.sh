@@ -1,0 +1,145 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# mkroot-arm64.sh SUITE - print the path of a cached Debian arm64 root,
+# building it first if it is missing or stale.
+#
+# The root holds the suite's arm64 kernels with their headers (sid: the
+# 4 KiB page linux-image-arm64 and the 16 KiB page linux-image-arm64-16k),
+# gcc, make, dkms, kmod, sparse and busybox-static.  Its binaries run on
+# this amd64 host through qemu-user (qemu-user-static + binfmt-support,
+# set up here idempotently, with the F flag so a chroot needs no copy of
+# the emulator).  The same root builds our module with the suite's arm64
+# compiler, installs our .deb with its apt and dkms, and boots as a VM.
+# Host packages it sets up: qemu-user-static, binfmt-support (binfmt_misc
+# mounted and qemu-aarch64 enabled) and qemu-system-arm.
+#
+# Cache: $BALLOON_CACHE/roots/SUITE-arm64-KEY, keyed by suite, package list
+# and recipe version, with the stamp/lock/stale rules of mkroot.sh.  Its
+# downloaded packages go to $BALLOON_CACHE/debs/SUITE-arm64 (own lock).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+suite=${1:?usage: mkroot-arm64.sh SUITE}
+
+base_pkgs="apt,ca-certificates,procps,kmod,udev,initramfs-tools,gcc,make,libc6-dev"
+case $suite in
+sid)
+	flavours="arm64 arm64-16k"
+	;;
+*)
+	flavours="arm64"
+	;;
+esac
+extra_pkgs="dkms openssl sparse busybox-static"
+for f in $flavours; do
+	extra_pkgs="$extra_pkgs linux-image-$f linux-headers-$f"
+done
+
+# Bump when the recipe below changes what ends up in a root.
+recipe=1
+key=$(echo "$suite arm64 $base_pkgs $extra_pkgs recipe $recipe" | sha256sum | cut -c1-12)
+name=$suite-arm64
+dir=$BALLOON_CACHE/roots/$name-$key
+stamp=$dir/.balloon-root
+debs=$BALLOON_CACHE/debs/$suite-arm64
+
+# Every flavour needs a kernel with an image and headers.
+root_ok() {
+	local f k ok
+	[ -f "$stamp" ] || return 1
+	grep -qx "key $key" "$stamp" || return 1
+	for f in $flavours; do
+		ok=
+		for k in $(ls "$dir/lib/modules" 2>/dev/null); do
+			[ "${k##*-}" = "${f##*-}" ] || continue
+			[ -e "$dir/boot/vmlinuz-$k" ] &&
+				[ -e "$dir/usr/src/linux-headers-$k/Makefile" ] && ok=1
+		done
+		[ -n "$ok" ] || return 1
+	done
+}
+
+# qemu-aarch64 through binfmt_misc, flags F (fix binary: works in chroots),
+# and qemu-system-aarch64 (qemu-system-arm), which boots the root's kernels.
+setup_binfmt() {
+	need_host_pkgs qemu-user-static binfmt-support qemu-system-arm
+	mountpoint -q /proc/sys/fs/binfmt_misc ||
+		mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	if ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+		update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || update-binfmts --enable >/dev/null 2>&1 || true
+	fi
+	grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null ||
+		die "qemu-aarch64 binfmt handler not enabled"
+	grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 ||
+		die "qemu-aarch64 binfmt handler lacks the F flag"
+}
+
+mkdir -p "$BALLOON_CACHE/roots" "$debs"
+exec 9>"$BALLOON_CACHE/roots/.$name.lock"
+flock 9
+
+if root_ok; then
+	# the root is ready, but its binaries still need the handler (a fresh boot)
+	setup_binfmt
+	echo "$dir"
+	exit 0
+fi
+
+for old in "$BALLOON_CACHE/roots/$name"-*; do
+	[ -d "$old" ] || continue
+	log "mkroot-arm64: removing stale root $old"
+	rm_root "$old"
+done
+
+need_host_pkgs debootstrap
+setup_binfmt
+mirror=$(debian_mirror)
+log "mkroot-arm64: building $name from $mirror (ten minutes or more, emulated)"
+t0=$(date +%s)
+tmp=$dir.tmp
+rm_root "$tmp"
+mkdir -p "$tmp"
+exec 8>"$BALLOON_CACHE/debs/.$suite-arm64.lock"
+flock 8
+if ! debootstrap --arch=arm64 --variant=minbase --include="$base_pkgs" \
+	--cache-dir="$debs" \
+	"$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1; then
+	tail -n 20 "$tmp.log" >&2
+	die "debootstrap $suite arm64 failed (log: $tmp.log)"
+fi
+flock -u 8
+
+chroot "$tmp" dpkg-divert --local --rename --add /usr/sbin/update-initramfs >/dev/null
+ln -sf /bin/true "$tmp/usr/sbin/update-initramfs"
+printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Check-Valid-Until "false";\n' \
+	>"$tmp/etc/apt/apt.conf.d/90balloon"
+
+root_mount "$tmp"
+trap 'root_umount "$tmp"' EXIT
+cp "$debs"/*.deb "$tmp/var/cache/apt/archives/" 2>/dev/null || true
+if ! chroot "$tmp" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $extra_pkgs" \
+	>>"$tmp.log" 2>&1; then
+	tail -n 20 "$tmp.log" >&2
+	die "installing $extra_pkgs into $suite arm64 failed (log: $tmp.log)"
+fi
+flock 8
+cp -n "$tmp"/var/cache/apt/archives/*.deb "$debs/" 2>/dev/null || true
+flock -u 8
+chroot "$tmp" apt-get clean
+root_umount "$tmp"
+trap - EXIT
+
+{
+	echo "key $key"
+	echo "suite $suite"
+	echo "profile arm64"
+	echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	chroot "$tmp" dpkg-query -W -f='pkg ${Package} ${Version}\n' \
+		'linux-image-*' 'linux-headers-*' gcc dkms 2>/dev/null || true
+} >"$tmp/.balloon-root"
+mv "$tmp" "$dir"
+mv "$tmp.log" "$dir.log"
+log "mkroot-arm64: $name ready in $(( $(date +%s) - t0 )) s"
+echo "$dir"
