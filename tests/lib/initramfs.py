@@ -32,8 +32,16 @@ Guest side (tests/guest/init), driven by the kernel command line:
                         tests/guest/rootinit starts systemd-udevd, triggers
                         and settles (udev loads modules from the root)
     vmh.init=PATH       run PATH instead of rootinit after switch_root
+    vmh.shell=TTY       serve the shell on /dev/TTY (default ttyS1; arm64
+                        VMs use hvc0, a virtconsole)
 Console markers: "VMH-INIT", "VMH-COLDPLUG", "VMH-MODULES: ...",
 "VMH-READY <uptime>" (shell served on ttyS1), "VMH-FAIL <why>" on error.
+
+arm64 roots (root_arch(root) == "aarch64"): the initramfs takes the root's
+own static busybox (busybox-static in the arm64 root) instead of the
+host's, and always carries virtio_console (the shell's hvc0).
+
+root_arch(root) -> "x86_64" | "aarch64"
 """
 import gzip
 import hashlib
@@ -182,14 +190,26 @@ def _sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def root_arch(root):
+    if os.path.isdir(os.path.join(root, "usr", "lib", "aarch64-linux-gnu")):
+        return "aarch64"
+    return "x86_64"
+
+
 def build(root, kver=None, ko=(), intree_only=False, root_updates=True,
           extra_modules=()):
     k = kver or roots.kver(root)
     if intree_only and ko:
         raise ValueError("intree_only=True with our modules in ko=%r" % (ko,))
-    if not os.path.exists(BUSYBOX) or not _is_static(BUSYBOX):
+    busybox = BUSYBOX
+    if root_arch(root) == "aarch64":
+        busybox = os.path.join(root, "bin", "busybox")
+        if os.path.islink(busybox) or not os.path.exists(busybox):
+            busybox = os.path.join(root, "usr", "bin", "busybox")
+        extra_modules = tuple(extra_modules) + ("virtio_console",)
+    if not os.path.exists(busybox) or not _is_static(busybox):
         raise RuntimeError("%s is not a static busybox: install busybox-static"
-                           % BUSYBOX)
+                           % busybox)
     idx = _Index(root, k)
     names = list(BASE_MODULES) + list(extra_modules)
     files = {}          # destination relpath under lib/modules/$k -> bytes
@@ -211,7 +231,7 @@ def build(root, kver=None, ko=(), intree_only=False, root_updates=True,
 
     h = hashlib.sha256()
     h.update(FORMAT.encode() + b"\0" + k.encode() + b"\0")
-    with open(BUSYBOX, "rb") as f:
+    with open(busybox, "rb") as f:
         h.update(_sha(f.read()).encode())
     for g in sorted(GUEST_FILES):
         with open(os.path.join(GUEST_DIR, g), "rb") as f:
@@ -234,7 +254,7 @@ def build(root, kver=None, ko=(), intree_only=False, root_updates=True,
         for d in ("bin", "sbin", "proc", "sys", "dev", "tmp", "run", "etc",
                   "newroot", "lib/modules/" + k):
             os.makedirs(os.path.join(t, d))
-        shutil.copy(BUSYBOX, os.path.join(t, "bin", "busybox"))
+        shutil.copy(busybox, os.path.join(t, "bin", "busybox"))
         os.symlink("busybox", os.path.join(t, "bin", "sh"))
         # the kernel's request_module() runs /sbin/modprobe
         os.symlink("/bin/busybox", os.path.join(t, "sbin", "modprobe"))

@@ -8,17 +8,25 @@ our_stats_tags(root, kver) -> int
                                  how many ours sends: all 16 the virtio spec
                                  defines on every kernel (with vm event
                                  counters and hugetlb, as Debian's have)
-guest_program(name) -> path      tests/guest/<name>.c built static on the host
-                                 (cached by content), for an initramfs
+guest_program(name, root=None) -> path
+                                 tests/guest/<name>.c built static on the host
+                                 (cached by content), for an initramfs; for an
+                                 arm64 root, built in that root (emulated)
 Features                         virtio_balloon feature bit numbers
 
-GuestPool(suite, configs)        at most one VM of a suite at a time (the box
+GuestPool(suite, configs, make_args=())
+                                 our module built with make_args (then the
+                                 whole src/, to share test_arm64's build);
+                                 suite may be an arm64 id (lib.roots.ARM64):
+                                 then the VM is aarch64, with that flavour's
+                                 kernel.  At most one VM of a suite at a time (the box
                                  has two cores): .get(name) returns a
                                  BalloonGuest for configs[name], booting it
                                  (and closing the other one) when needed, and
                                  rebooting one that died or lost its device.
 BalloonGuest                     a booted VM plus what it looked like at boot
     .vm, .ram, .memtotal0, .free0 (kB, see free_kb()), .kver, .suite
+    .page_kb                     the guest's page size in KiB (4; 16 on arm64-16k)
     .free_kb() -> int            free pages in kB: the buddy allocator's plus
                                  those parked on per-cpu lists (MemFree leaves
                                  those out, and after a deflate 6.12+ keeps
@@ -86,15 +94,23 @@ def our_stats_tags(root, kver):
     return n
 
 
-def guest_program(name):
+def guest_program(name, root=None):
     src = os.path.join(roots.REPO, "tests", "guest", name + ".c")
     with open(src, "rb") as f:
         h = hashlib.sha256(f.read()).hexdigest()[:16]
-    out = os.path.join(roots.work_dir("guest-bin"), "%s-%s" % (name, h))
+    arm = root is not None and initramfs.root_arch(root) == "aarch64"
+    out = os.path.join(roots.work_dir("guest-bin"),
+                       "%s-%s%s" % (name, h, "-aarch64" if arm else ""))
     if not os.path.exists(out):
         tmp = "%s.%d.tmp" % (out, os.getpid())
-        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", tmp, src],
-                       check=True, stdin=subprocess.DEVNULL)
+        cmd = ["gcc", "-static", "-O2", "-Wall", "-Werror", "-o", tmp, src]
+        if arm:
+            # the root's own gcc and static libc, through qemu-user
+            d = os.path.dirname(out)
+            roots.chroot_run(root, cmd, binds=(d, os.path.dirname(src)), ephemeral=True,
+                             timeout=900)
+        else:
+            subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
         os.rename(tmp, out)
     return out
 
@@ -106,6 +122,8 @@ class BalloonGuest:
         self.ram = vm.mem_mb * MiB
         self.device_gone = False
         self.memtotal0 = vm.meminfo()["MemTotal"]
+        self.page_kb = int(vm.sh("awk '/^KernelPageSize:/ { print $2; exit }' "
+                                 "/proc/self/smaps"))
         self.free0 = self.free_kb()
 
     # guest views
@@ -121,7 +139,7 @@ class BalloonGuest:
         out = self.vm.sh("grep -w nr_free_pages /proc/vmstat; "
                          "awk '$1 == \"count:\" { s += $2 } END { print s + 0 }' /proc/zoneinfo")
         buddy, pcp = (int(w) for w in out.split()[1:3])
-        return (buddy + pcp) * 4
+        return (buddy + pcp) * self.page_kb
 
     def debugfs(self):
         rc, out = self.vm.shell("cat /sys/kernel/debug/virtio_balloon-virtio* 2>/dev/null")
@@ -220,12 +238,14 @@ class GuestPool:
     """At most one VM per pool; configs: name -> dict(balloon_opts=...,
     extra_args=..., append=...)."""
 
-    def __init__(self, suite, configs):
+    def __init__(self, suite, configs, make_args=()):
         self.suite = suite
         self.configs = configs
         self.root = roots.root(suite)
-        self.kver = roots.kver(self.root)
-        self.ko = build.modules(self.root, self.kver, only=("virtio_balloon",))["virtio_balloon"]
+        self.kver = roots.suite_kver(suite)
+        self.arch = roots.arch(suite)
+        self.ko = build.modules(self.root, self.kver, make_args=make_args,
+                                only=None if make_args else ("virtio_balloon",))["virtio_balloon"]
         self.cur = None
 
     def _intree_path(self):
@@ -247,7 +267,7 @@ class GuestPool:
         initrd = initramfs.build(self.root, self.kver, ko=[self.ko])
         if cfg.get("programs"):
             from .vmwhost import initrd_plus
-            initrd = initrd_plus(initrd, {"/bin/" + p: guest_program(p)
+            initrd = initrd_plus(initrd, {"/bin/" + p: guest_program(p, self.root)
                                           for p in cfg["programs"]})
         qemu_root = cfg.get("qemu_root")
         v = vmlib.boot(lambda: vmlib.VM(
@@ -255,7 +275,7 @@ class GuestPool:
             name="virtio-%s-%s" % (self.suite, name),
             balloon_opts=cfg.get("balloon_opts"),
             extra_args=cfg.get("extra_args", ()),
-            qemu_root=qemu_root() if qemu_root else None))
+            qemu_root=qemu_root() if qemu_root else None, arch=self.arch))
         self.cur = BalloonGuest(self.suite, name, v, self.kver, self._intree_path())
         return self.cur
 

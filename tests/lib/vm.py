@@ -12,7 +12,7 @@ VM(kernel, initrd, append="", *, name="vm", mem_mb=2048, smp=2,
    disk=None, disk_overlay=True, extra_args=(), qemu_binary="qemu-system-x86_64",
    qemu_root=None, qemu_prefix=(), binds=(), boot_timeout=300,
    ready_marker="VMH-READY", fail_patterns=FAIL_PATTERNS, shell=True,
-   shell_timeout=120, max_lifetime=3600)
+   shell_timeout=120, max_lifetime=3600, arch="x86_64")
     Builds: qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 2048
       -nodefaults -display none -no-reboot -nic none -kernel -initrd -append
       "console=ttyS0 panic=-1 no_timer_check <append>", ttyS0 -> <rundir>/console.log,
@@ -30,6 +30,14 @@ VM(kernel, initrd, append="", *, name="vm", mem_mb=2048, smp=2,
       the run directory, the kernel/initrd/disk directories and `binds` are
       bind-mounted at their host paths, so every path stays the same inside.
     qemu_prefix: argv put in front of the QEMU command (e.g. ["taskset", "-c", "1"]).
+    arch="aarch64": qemu-system-aarch64 -machine virt -cpu max,pauth-impdef=on
+      (machine, cpu and qemu_binary default to those), console ttyAMA0 (the one PL011), the
+      shell on a virtconsole (guest hvc0, vmh.shell=hvc0), the balloon behind
+      a pcie-root-port on the virt machine's pcie.0 (hot-unplug works), and
+      the kernel as an uncompressed arm64 Image (arm64_image()).
+arm64_image(vmlinuz) -> path     Debian's arm64 vmlinuz (gzip, or EFI zboot
+                                 with gzip/zstd payload) unpacked to a plain
+                                 Image, cached under $BALLOON_WORK/kernels/
     The run directory is $BALLOON_WORK/vm/<name>-<time>-<pid>; .console_path,
     .rundir.  Every wait below is bounded and fails fast (GuestCrash) once a
     fail pattern shows on the console or QEMU exits (VMError).
@@ -70,11 +78,15 @@ shell; a kernel that dies while booting with no module linked in gets one
 more boot (every test boots through this).
 """
 import ctypes
+import gzip
+import hashlib
 import json
+import lzma
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -153,6 +165,44 @@ def boot(make, retry=True):
     return boot(make, retry=False)
 
 
+def _unzboot(data):
+    """An EFI zboot image ("MZ", "zimg" at 4): its compressed payload."""
+    off, size = struct.unpack_from("<II", data, 8)
+    comp = data[24:32].split(b"\0")[0].decode()
+    payload = data[off:off + size]
+    if comp == "gzip":
+        return gzip.decompress(payload)
+    if comp == "zstd":
+        return subprocess.run(["zstd", "-q", "-d", "-c"], input=payload, check=True,
+                              stdout=subprocess.PIPE).stdout
+    if comp == "xz":
+        return lzma.decompress(payload)
+    raise VMError("zboot kernel compressed with %r: unsupported" % comp)
+
+
+def arm64_image(path):
+    """An uncompressed arm64 Image of the kernel at `path`, cached by content."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[56:60] == b"ARM\x64":
+        return path         # already a plain Image (Debian's 7.x packages)
+    h = hashlib.sha256(data).hexdigest()[:16]
+    out = os.path.join(roots.work_dir("kernels"), "Image-%s" % h)
+    if os.path.exists(out):
+        return out
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    elif data[:2] == b"MZ" and data[4:8] == b"zimg":
+        data = _unzboot(data)
+    if data[56:60] != b"ARM\x64":
+        raise VMError("%s is not an arm64 Image (no ARM\\x64 magic after unpacking)" % path)
+    tmp = "%s.%d.tmp" % (out, os.getpid())
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, out)
+    return out
+
+
 def vms_between(t0, t1):
     with _REG_LOCK:
         return [v for v in _REGISTRY
@@ -178,14 +228,27 @@ def _opts(o):
 
 class VM:
     def __init__(self, kernel, initrd, append="", *, name="vm", mem_mb=2048,
-                 smp=2, machine="q35", cpu="max", accel="tcg", balloon=True,
+                 smp=2, machine=None, cpu=None, accel="tcg", balloon=True,
                  balloon_id="balloon0", balloon_opts=None,
                  balloon_device="virtio-balloon-pci", disk=None,
                  disk_overlay=True, extra_args=(),
-                 qemu_binary="qemu-system-x86_64", qemu_root=None,
+                 qemu_binary=None, qemu_root=None,
                  qemu_prefix=(), binds=(), boot_timeout=300,
                  ready_marker="VMH-READY", fail_patterns=FAIL_PATTERNS,
-                 shell=True, shell_timeout=120, max_lifetime=3600):
+                 shell=True, shell_timeout=120, max_lifetime=3600,
+                 arch="x86_64"):
+        self.arch = arch
+        if arch == "aarch64":
+            machine = machine or "virt"
+            # QEMU's own pointer authentication algorithm: far cheaper
+            # under TCG than the architected QARMA one
+            cpu = cpu or "max,pauth-impdef=on"
+            qemu_binary = qemu_binary or "qemu-system-aarch64"
+            kernel = arm64_image(kernel)
+        else:
+            machine = machine or "q35"
+            cpu = cpu or "max"
+            qemu_binary = qemu_binary or "qemu-system-x86_64"
         self.kernel, self.initrd = kernel, initrd
         self.append = append
         self.name = name
@@ -256,22 +319,31 @@ class VM:
         if append:
             words.append(append)
         kw.setdefault("name", os.path.basename(root.rstrip("/")).split("-")[0])
+        if initramfs.root_arch(root) == "aarch64":
+            kw.setdefault("arch", "aarch64")
         return cls(roots.kernel(root, k), initrd, " ".join(words), **kw)
 
     def qemu_argv(self):
+        arm = self.arch == "aarch64"
+        if arm:
+            append = "console=ttyAMA0 panic=-1 vmh.shell=hvc0 " + self.append
+            shell = ["-device", "virtio-serial-pci,id=vmhvs",
+                     "-device", "virtconsole,chardev=vmhsh,bus=vmhvs.0"]
+        else:
+            append = "console=ttyS0 panic=-1 " + BASE_APPEND + " " + self.append
+            shell = ["-serial", "chardev:vmhsh"]
         a = [self.qemu_binary, "-accel", self.accel, "-machine", self.machine,
              "-cpu", self.cpu, "-smp", str(self.smp), "-m", str(self.mem_mb),
              "-nodefaults", "-display", "none", "-no-reboot", "-nic", "none",
              "-kernel", self.kernel, "-initrd", self.initrd,
-             "-append", ("console=ttyS0 panic=-1 " + BASE_APPEND + " " + self.append).strip(),
+             "-append", append.strip(),
              "-chardev", "file,id=vmhcon,path=" + self.console_path,
              "-serial", "chardev:vmhcon",
-             "-chardev", "socket,id=vmhsh,path=%s,server=on,wait=off" % self.shell_path,
-             "-serial", "chardev:vmhsh",
-             "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
+             "-chardev", "socket,id=vmhsh,path=%s,server=on,wait=off" % self.shell_path]
+        a += shell + ["-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
         if self.balloon_enabled:
             dev = "%s,id=%s" % (self.balloon_device, self.balloon_id)
-            if self.machine.split(",")[0].startswith("q35"):
+            if self.machine.split(",")[0].startswith(("q35", "virt")):
                 a += ["-device", "pcie-root-port,id=vmhrp0,bus=pcie.0,chassis=1"]
                 dev += ",bus=vmhrp0"
             a += ["-device", dev + _opts(self.balloon_opts)]
