@@ -6,7 +6,9 @@
 #
 # The root holds the suite's arm64 kernels with their headers (sid: the
 # 4 KiB page linux-image-arm64 and the 16 KiB page linux-image-arm64-16k),
-# gcc, make, dkms, kmod, sparse and busybox-static.  Its binaries run on
+# gcc, make, dkms, kmod, sparse and busybox-static (no udev and no
+# ca-certificates: their setup is minutes of emulated work, and nothing
+# here needs them).  Its binaries run on
 # this amd64 host through qemu-user (qemu-user-static + binfmt-support,
 # set up here idempotently, with the F flag so a chroot needs no copy of
 # the emulator).  The same root builds our module with the suite's arm64
@@ -23,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 suite=${1:?usage: mkroot-arm64.sh SUITE}
 
-base_pkgs="apt,ca-certificates,procps,kmod,udev,initramfs-tools,gcc,make,libc6-dev"
+base_pkgs="apt,procps,kmod,initramfs-tools,gcc,make,libc6-dev"
 case $suite in
 sid)
 	flavours="arm64 arm64-16k"
@@ -38,7 +40,7 @@ for f in $flavours; do
 done
 
 # Bump when the recipe below changes what ends up in a root.
-recipe=1
+recipe=2
 key=$(echo "$suite arm64 $base_pkgs $extra_pkgs recipe $recipe" | sha256sum | cut -c1-12)
 name=$suite-arm64
 dir=$BALLOON_CACHE/roots/$name-$key
@@ -119,7 +121,54 @@ printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquir
 root_mount "$tmp"
 trap 'root_umount "$tmp"' EXIT
 cp "$debs"/*.deb "$tmp/var/cache/apt/archives/" 2>/dev/null || true
-if ! chroot "$tmp" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $extra_pkgs" \
+# Native tools, before the kernels come in.  Two of the root's tools
+# weigh most under qemu-user: cc1, over a minute for each compat probe
+# (half an hour per kernel), and depmod, two minutes per kernel for every
+# install and removal.  kmod is Multi-Arch: foreign, so its amd64 build
+# from the same archive replaces the arm64 one as Debian allows (depmod
+# reads modules of any architecture; libkmod opens liblzma and libzstd
+# only when it meets a compressed module, so they are named here).  For the compiler proper, Debian
+# builds the same gcc release for amd64 as a cross compiler
+# (cpp-N-aarch64-linux-gnu from the gcc-N-cross source; only the Debian
+# revision may lag).  Its cc1 goes in beside the root's (amd64 libraries
+# from the same archive through multiarch), and a dpkg diversion puts a
+# small dispatcher at cc1's path: kernel code (compiled -nostdinc, and
+# the kernel Makefile's compiler checks, -D __KERNEL__) goes to the
+# native cc1, everything else to the root's own, whose built-in header
+# paths are this root's.  The gcc driver, as, ld, make, dkms and
+# the kernel's build tools stay the root's arm64 binaries.
+if ! chroot "$tmp" sh -eu -c '
+	v=$(ls /usr/libexec/gcc/aarch64-linux-gnu | sort -n | tail -n 1)
+	pkg=cpp-$v-aarch64-linux-gnu
+	dpkg --add-architecture amd64
+	apt-get update -q
+	cd /tmp
+	apt-get download -q "$pkg:amd64"
+	deb=$(ls ${pkg}_*_amd64.deb)
+	libs=$(dpkg-deb -f "$deb" Depends | tr "," "\n" | sed "s/^ *//; s/[ (].*//" |
+		grep -E "^(lib|zlib)" | grep -v "^libgcc-[0-9]" | sed "s/\$/:amd64/")
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $libs kmod:amd64 liblzma5:amd64 libzstd1:amd64
+	mkdir -p /tmp/cross /usr/local/libexec/balloon-cross
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C /tmp/cross --wildcards "*/cc1"
+	install -m 0755 "$(find /tmp/cross -name cc1 -path "*gcc-cross*")" \
+		/usr/local/libexec/balloon-cross/cc1
+	rm -rf /tmp/cross "$deb"
+	/usr/local/libexec/balloon-cross/cc1 -quiet -version /dev/null -o /dev/null >/tmp/v 2>&1
+	head -n 1 /tmp/v
+	c=/usr/libexec/gcc/aarch64-linux-gnu/$v/cc1
+	dpkg-divert --local --rename --add "$c"
+	printf "%s\n" "#!/bin/sh" \
+		"# balloon-dkms test root: kernel code to the native cross cc1" \
+		"case \" \$* \" in *\" -nostdinc \"* | *\" __KERNEL__ \"*)" \
+		"	exec /usr/local/libexec/balloon-cross/cc1 \"\$@\" ;;" "esac" \
+		"exec $c.distrib \"\$@\"" >"$c"
+	chmod 0755 "$c"
+' >>"$tmp.log" 2>&1; then
+	tail -n 20 "$tmp.log" >&2
+	die "setting up native cc1 and kmod in $suite arm64 failed (log: $tmp.log)"
+fi
+log "mkroot-arm64: $name native tools in after $(( $(date +%s) - t0 )) s; kernels next"
+if ! chroot "$tmp" sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q $extra_pkgs" \
 	>>"$tmp.log" 2>&1; then
 	tail -n 20 "$tmp.log" >&2
 	die "installing $extra_pkgs into $suite arm64 failed (log: $tmp.log)"
@@ -137,7 +186,9 @@ trap - EXIT
 	echo "profile arm64"
 	echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	chroot "$tmp" dpkg-query -W -f='pkg ${Package} ${Version}\n' \
-		'linux-image-*' 'linux-headers-*' gcc dkms 2>/dev/null || true
+		'linux-image-*' 'linux-headers-*' gcc dkms 'cpp-*-aarch64-linux-gnu' 2>/dev/null || true
+	echo "native cc1 $(chroot "$tmp" /usr/local/libexec/balloon-cross/cc1 -quiet -version /dev/null \
+		-o /dev/null 2>&1 | head -n 1)"
 } >"$tmp/.balloon-root"
 mv "$tmp" "$dir"
 mv "$tmp.log" "$dir.log"

@@ -329,6 +329,11 @@ static inline void balloon_compat_block_insert(struct page *page,
 
 	for (i = 0; i < nr; i++)
 		__SetPageOffline(page + i);
+	/*
+	 * nr is a constant here; arm64's per-cpu add has a case for every
+	 * operand size, and sparse warns about the 8-bit one truncating it.
+	 */
+	OPTIMIZER_HIDE_VAR(nr);
 	count_vm_events(BALLOON_INFLATE, nr);
 	balloon_compat_block_stat(page, nr);
 	if (balloon_compat_adjust)
@@ -344,6 +349,7 @@ static inline void balloon_compat_block_remove(struct page *page,
 	if (balloon_compat_adjust)
 		adjust_managed_page_count(page, nr);
 	balloon_compat_block_stat(page, -(long)nr);
+	OPTIMIZER_HIDE_VAR(nr);		/* see balloon_compat_block_insert() */
 	count_vm_events(BALLOON_DEFLATE, nr);
 	for (i = 0; i < nr; i++)
 		__ClearPageOffline(page + i);

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * vb-frag LEAVE_MIB: leave the guest's free memory in single 4 KiB pieces.
+ * vb-frag LEAVE_MIB: leave the guest's free memory in single pages.
  *
  * Touches anonymous memory (no transparent huge pages) page by page until
- * only LEAVE_MIB MiB are free (MemFree), then gives every other touched
- * page back.  Pages handed out one after the other lie mostly side by
+ * only LEAVE_MIB MiB are free (MemFree less CmaFree), then gives every
+ * other touched page back.  Pages handed out one after the other lie mostly side by
  * side, so what it gives back is free memory with a page in use next to
  * nearly every free page: no free 2 MiB block can form there until the
  * program exits.  Prints "VB-FRAG-READY <kB kept>" and waits for a signal.
@@ -15,21 +15,27 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/*
+ * Free memory any allocation can use: MemFree without CmaFree (a kernel
+ * with a CMA area, such as Debian's arm64 ones, counts it as free, but
+ * page tables cannot come from there).
+ */
 static long mem_free_kb(void)
 {
 	char line[128];
-	long kb = -1;
+	long kb = -1, cma = 0;
 	FILE *f = fopen("/proc/meminfo", "r");
 
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "MemFree:", 8)) {
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "MemFree:", 8))
 			kb = atol(line + 8);
-			break;
-		}
+		else if (!strncmp(line, "CmaFree:", 8))
+			cma = atol(line + 8);
+	}
 	fclose(f);
-	return kb;
+	return kb < 0 ? kb : kb - cma;
 }
 
 int main(int argc, char **argv)
