@@ -158,12 +158,20 @@ def test_deb_lifecycle_arm64(timing):
     ./balloon-dkms_<ver>_all.deb builds virtio_balloon, and only it, for
     both kernels (4K and 16K); modinfo -n resolves to updates/dkms with our
     version; apt remove brings the kernel's own driver back and leaves
-    nothing of ours."""
+    nothing of ours.
+
+    Everything the package depends on is in the root already, so apt
+    works here from the dpkg status alone: the copy's package lists
+    (sid's arm64 and amd64 archives) are dropped first.  With them, apt's
+    dependency solver took 80 to 250 s per run under qemu-user; without
+    them, 3 s.  apt, dpkg and dkms themselves run as a user's would."""
     need_sid()
     deb = pkg.build_deb()
     kvers = [roots.suite_kver(s) for s in SUITES]
     with pkg.Root(SUITES[0]) as r:
         r.kvers = kvers
+        r.run("rm -f /var/lib/apt/lists/*_Packages* /var/lib/apt/lists/*_Translation-* "
+              "/var/cache/apt/*.bin")
         intree = {k: r.modinfo("virtio_balloon", kver=k) for k in kvers}
         for k in kvers:
             assert "/kernel/drivers/virtio/" in intree[k], intree
