@@ -127,16 +127,17 @@ cp "$debs"/*.deb "$tmp/var/cache/apt/archives/" 2>/dev/null || true
 # install and removal.  kmod is Multi-Arch: foreign, so its amd64 build
 # from the same archive replaces the arm64 one as Debian allows (depmod
 # reads modules of any architecture; libkmod opens liblzma and libzstd
-# only when it meets a compressed module, so they are named here).  For the compiler proper, Debian
-# builds the same gcc release for amd64 as a cross compiler
-# (cpp-N-aarch64-linux-gnu from the gcc-N-cross source; only the Debian
-# revision may lag).  Its cc1 goes in beside the root's (amd64 libraries
-# from the same archive through multiarch), and a dpkg diversion puts a
-# small dispatcher at cc1's path: kernel code (compiled -nostdinc, and
-# the kernel Makefile's compiler checks, -D __KERNEL__) goes to the
-# native cc1, everything else to the root's own, whose built-in header
-# paths are this root's.  The gcc driver, as, ld, make, dkms and
-# the kernel's build tools stay the root's arm64 binaries.
+# only when it meets a compressed module, so they are named here).
+# For the compiler proper, Debian builds the same gcc release for amd64
+# as a cross compiler (cpp-N-aarch64-linux-gnu from the gcc-N-cross
+# source; only the Debian revision may lag).  Its cc1 goes in beside the
+# root's (amd64 libraries from the same archive through multiarch), and a
+# dpkg diversion puts a small dispatcher at cc1's path: kernel code
+# (compiled -nostdinc, and the kernel Makefile's compiler checks,
+# -D __KERNEL__) goes to the native cc1, everything else to the root's
+# own, whose built-in header paths are this root's.  The gcc driver, as,
+# ld, make, dkms and the kernel's build tools stay the root's arm64
+# binaries.
 if ! chroot "$tmp" sh -eu -c '
 	v=$(ls /usr/libexec/gcc/aarch64-linux-gnu | sort -n | tail -n 1)
 	pkg=cpp-$v-aarch64-linux-gnu

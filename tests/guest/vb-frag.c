@@ -4,10 +4,10 @@
  *
  * Touches anonymous memory (no transparent huge pages) page by page until
  * only LEAVE_MIB MiB are free (MemFree less CmaFree), then gives every
- * other touched page back.  Pages handed out one after the other lie mostly side by
- * side, so what it gives back is free memory with a page in use next to
- * nearly every free page: no free 2 MiB block can form there until the
- * program exits.  Prints "VB-FRAG-READY <kB kept>" and waits for a signal.
+ * other touched page back.  Pages handed out one after the other lie
+ * mostly side by side, so what it gives back is free memory with a page
+ * in use next to nearly every free page: no free 2 MiB block can form
+ * there until the program exits.  Prints "VB-FRAG-READY <kB kept>" and waits for a signal.
  */
 #include <stdio.h>
 #include <stdlib.h>
