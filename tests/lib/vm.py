@@ -74,8 +74,8 @@ Guest and device:
 Module-level: vms_between(t0, t1) -> [VM] alive at some point in [t0, t1]
 (tests/conftest.py uses it to attach console logs to failure reports).
 boot(make) -> VM: make() builds a VM, boot() starts it and waits for its
-shell; a kernel that dies while booting with no module linked in gets one
-more boot (every test boots through this).
+shell; a kernel that dies while booting, before our /init ran or with no
+module linked in, gets one more boot (every test boots through this).
 """
 import ctypes
 import gzip
@@ -131,11 +131,12 @@ class GuestCommandError(RuntimeError):
 
 def boot(make, retry=True):
     """Start make()'s VM and wait for its shell.  A guest kernel that dies
-    while booting before any module is linked in (seen: an int3 Oops from
-    code patching under two TCG vCPUs on 7.2), or that hangs before our
-    /init runs, is not the code under test and gets one more boot; a crash
-    with modules in (udev may have loaded ours), any other failure or a
-    second crash or hang is raised."""
+    while booting before our /init has run (seen: an int3 Oops from code
+    patching under two TCG vCPUs on 7.2, in kernel init), or after it but
+    with no module linked in, is not the code under test and gets one more
+    boot; so does a kernel that hangs before our /init runs.  A crash with
+    modules in (udev may have loaded ours), any other failure or a second
+    crash or hang is raised."""
     v = make()
     try:
         v.start()
@@ -152,13 +153,18 @@ def boot(make, retry=True):
         print("guest %s hung while booting, before /init ran; booting again:\n%s" % (
             v.name, str(e)[:3000]))
     except GuestCrash as e:
-        console = v.console_text()
+        console = v.crash_report()
         v.close()
+        # Nothing loads a module before /init runs: udev and modprobe are
+        # started from it.  After it, the report's module list decides.
+        before_init = "VMH-INIT" not in console
         lists = re.findall(r"Modules linked in:([^\r\n]*)", console)
-        if not retry or not lists or any(m.strip() for m in lists):
+        no_modules = bool(lists) and not any(m.strip() for m in lists)
+        if not retry or not (before_init or no_modules):
             raise
-        print("guest %s crashed while booting, before any module was loaded; "
-              "booting again:\n%s" % (v.name, str(e)[:3000]))
+        print("guest %s crashed while booting, %s; booting again:\n%s" % (
+            v.name, "before /init ran" if before_init else
+            "before any module was loaded", str(e)[:3000]))
     except BaseException:
         v.close()
         raise
@@ -496,6 +502,22 @@ class VM:
                 return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def crash_report(self, timeout=10):
+        """The console once the kernel has finished its crash report (the
+        module list, the end of the trace or the panic line), or after
+        timeout seconds: a crash is seen at its first line, and closing
+        the VM then would cut the report short (CI, stop 15: an Oops
+        ended at its RIP line, without "Modules linked in")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console_text()
+            m = self.fail_rx.search(text) if self.fail_rx else None
+            tail = text[m.start():] if m else text
+            if (re.search(r"Modules linked in:|---\[ end |Kernel panic", tail)
+                    or not self.alive() or time.monotonic() > deadline):
+                return text
+            time.sleep(0.2)
 
     def console_tail(self, n=200):
         return "\n".join(self.console_text().splitlines()[-n:])
