@@ -21,6 +21,14 @@ alternating which goes first.  Rows (BENCH_ROWS picks a subset):
   thp       after an inflate/deflate cycle: free 2 MiB blocks (buddyinfo,
             order >= 9 in 2 MiB units) and the THP share of a fresh 512 MiB
             mapping (tests/bench/guest/thp.c)
+  aged      the same cycle on a guest that has run for a while and keeps
+            working: free memory first left in 64 KiB holes between tmpfs
+            pages (tests/bench/guest/age.c), the balloon then holds 27 % of
+            what was free while the guest writes 32 % more into tmpfs, then
+            deflates; free 2 MiB blocks, the THP share of a plain (not
+            madvised) 512 MiB mapping faulted in right after, and the pages
+            compaction migrated meanwhile (kcompactd, proactive by default,
+            repairing the layout)
   vmware    vmw_balloon, ours vs in-tree, inflate and deflate 256 MiB
             against the emulated VMware host (tests/vmw-host), one VM per
             suite and CPU model
@@ -49,10 +57,11 @@ from lib import build, initramfs, roots, vmwhost  # noqa: E402
 from lib.vm import VM, GiB, MiB, boot  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
-ROWS = ("inflate", "limit", "pressure", "thp", "vmware")
+ROWS = ("inflate", "limit", "pressure", "thp", "aged", "vmware")
 WHO = ("in-tree", "ours")
 PRESSURE_OVER_MIB = 256
 THP_MIB = 512
+AGE_DIR = "/bench-age"
 VMW_PAGES = 256 * 256           # 256 MiB in 4 KiB pages
 
 
@@ -142,10 +151,43 @@ def pressure(vm, mem, mib, ballooned):
     return r
 
 
-def thp(vm):
-    out = vm.sh("/bench/thp %d" % THP_MIB, timeout=600)
+def thp(vm, plain=False):
+    out = vm.sh("/bench/thp %d%s" % (THP_MIB, " plain" if plain else ""), timeout=600)
     m = re.search(r"THP size_kb (\d+) anonhuge_kb (-?\d+)", out)
     return 100.0 * int(m.group(2)) / int(m.group(1))
+
+
+def aged(vm, mem):
+    """The "aged" row: a balloon cycle on a fragmented guest that allocates
+    while the balloon holds memory.  Sizes are shares of what is free, so
+    every kernel gets the same proportions: 55 % goes into the two
+    interleaved files a and b, a is deleted (27.5 % free in small holes,
+    45 % in large blocks), the balloon takes 27 %, the guest writes 32 %
+    into a third file, the balloon deflates.  A balloon that takes its
+    memory from the holes leaves the large blocks to the guest's new file
+    and gets them back split; one that takes whole 2 MiB blocks leaves the
+    holes to the guest and gives the blocks back whole."""
+    free = vm.meminfo()["MemFree"] >> 10
+    frag, held, more = free * 55 // 100, free * 27 // 100, free * 32 // 100
+    vm.sh("mkdir -p {d} && mount -t tmpfs -o huge=never,size={s}m bench-age {d}".format(
+        d=AGE_DIR, s=frag + more + 64))
+    try:
+        vm.sh("/bench/age %s %d" % (AGE_DIR, frag), timeout=900)
+        vm.sh("rm %s/a" % AGE_DIR)
+        vm.balloon_to(mem - held * MiB, timeout=600)
+        vm.sh("dd if=/dev/zero of=%s/c bs=1M count=%d 2>/dev/null" % (AGE_DIR, more),
+              timeout=900)
+        vm.balloon_to(mem, timeout=600)
+        r = {"aged_buddy_2m": buddy_2m(vm)}
+        # kcompactd's proactive compaction (on by default) may repair the
+        # layout while the mapping faults in: count what it had to move
+        v0 = vmstat(vm)
+        r["aged_thp_pct"] = thp(vm, plain=True)
+        v1 = vmstat(vm)
+        r["aged_migrated"] = v1.get("pgmigrate_success", 0) - v0.get("pgmigrate_success", 0)
+        return r
+    finally:
+        vm.sh("rm -f {d}/a {d}/b {d}/c; umount {d}".format(d=AGE_DIR))
 
 
 def prefault(vm):
@@ -175,6 +217,8 @@ def driver_round(vm, path, mem, rows, press_mib):
     if "thp" in rows:
         r["buddy_2m"] = buddy_2m(vm)
         r["thp_pct"] = thp(vm)
+    if "aged" in rows:
+        r.update(aged(vm, mem))
     if "pressure" in rows:
         prefault(vm)
         r.update(pressure(vm, mem, press_mib, True))
@@ -194,6 +238,7 @@ def limit(vm, order):
 def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
     ko = build.modules(root, k, only=("virtio_balloon",))["virtio_balloon"]
     files = {"/bench/thp": guest_tool("thp"), "/bench/pressure": guest_tool("pressure"),
+             "/bench/age": guest_tool("age"),
              "/bench/balloon_limit.ko": build.external(
                  root, os.path.join(HERE, "limit"), k)["balloon_limit"]}
     initrd = vmwhost.initrd_plus(initramfs.build(root, k, ko=[ko]), files)
@@ -212,7 +257,7 @@ def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
         # the pressure program asks for what is free with 1 GiB ballooned
         # plus 256 MiB; the same size for every run in this VM
         press_mib = vm.meminfo()["MemFree"] // 1024 - 1024 + PRESSURE_OVER_MIB
-        drivers = bool({"inflate", "thp", "pressure"} & set(rows))
+        drivers = bool({"inflate", "thp", "aged", "pressure"} & set(rows))
         for i in range(rounds):
             for which in (WHO if i % 2 == 0 else WHO[::-1]) if drivers else ():
                 r = driver_round(vm, paths[which], mem, rows, press_mib)
@@ -306,6 +351,9 @@ PAIR_ROWS = {
     "pressure": [("pressure_s", "pressure: 256 MiB over free, 1 GiB ballooned (s)", 2)],
     "thp": [("buddy_2m", "after a cycle: free 2 MiB blocks (order ≥ 9)", 0),
             ("thp_pct", "after a cycle: THP share of 512 MiB (%)", 1)],
+    "aged": [("aged_buddy_2m", "aged guest, after a cycle: free 2 MiB blocks", 0),
+             ("aged_thp_pct", "aged guest, after a cycle: THP share of a plain 512 MiB (%)", 1),
+             ("aged_migrated", "aged guest: pages compaction moved while it faulted in", 0)],
     "vmware": [("vmw_inflate_s", "VMware: inflate 256 MiB (s)", 2),
                ("vmw_deflate_s", "VMware: deflate 256 MiB (s)", 2)],
 }
@@ -320,7 +368,7 @@ def rows_for(p, rows):
     """[(label, in-tree cell, ours cell, ratio cell)] of one pass."""
     it, us, lim = p.get("in-tree", []), p.get("ours", []), p.get("limit", [])
     out = []
-    for row in ("inflate", "limit", "pressure", "thp", "vmware"):
+    for row in ROWS:
         if row not in rows:
             continue
         if row == "limit":
@@ -463,7 +511,7 @@ def main():
             results[suite][cpu] = p
     wall = time.monotonic() - t_all
     md = ("Medians of %d alternating rounds, one TCG VM per kernel and CPU model; "
-          "ratio < 1 favours ours for times, > 1 for the THP rows. Rows `limit:` put "
+          "ratio < 1 favours ours for times, > 1 for the THP and aged rows. Rows `limit:` put "
           "the limit (no protocol) in the ours column and divide it by the in-tree "
           "driver's inflate or deflate time. Bench wall time %.0f s; drivers built from %s.\n\n"
           % (a.rounds, wall, src))

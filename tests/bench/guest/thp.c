@@ -2,10 +2,13 @@
 /*
  * bench-thp - THP share of a fresh anonymous mapping (make bench, guest).
  *
- * usage: bench-thp [MiB]	(default 512)
+ * usage: bench-thp [MiB [plain]]	(default 512)
  * Maps MiB of anonymous memory aligned to 2 MiB, asks for huge pages
- * (MADV_HUGEPAGE), writes one byte per 4 KiB page, then reads
- * AnonHugePages from /proc/self/smaps_rollup and prints one line:
+ * (MADV_HUGEPAGE, unless "plain" is given: then the mapping gets only the
+ * huge pages that are free at fault time, as a program that never asked
+ * for them does with THP "always" and defrag "madvise"), writes one byte
+ * per 4 KiB page, then reads AnonHugePages from /proc/self/smaps_rollup
+ * and prints one line:
  *	THP size_kb S anonhuge_kb A ms T
  */
 #include <stdio.h>
@@ -53,7 +56,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	p = (char *)(((unsigned long)raw + HUGE_SZ - 1) & ~(HUGE_SZ - 1));
-	if (madvise(p, size, MADV_HUGEPAGE))
+	if ((argc < 3 || strcmp(argv[2], "plain")) &&
+	    madvise(p, size, MADV_HUGEPAGE))
 		perror("madvise");
 	t0 = now_ms();
 	for (off = 0; off < size; off += 4096)
