@@ -13,8 +13,8 @@
     `apt install balloon-dkms` by name -> our modules for the root's kernel;
     version N+1 (a stamped copy of the tree, built and published into the
     same repository) -> `apt update && apt upgrade` -> only N+1 in dkms,
-    rebuilt modules of version N+1 (bookworm's dkms 3.0 and sid's 3.2;
-    see UPGRADE_SUITES);
+    rebuilt modules of version N+1 (dkms 2.8, 3.0 and 3.2 across the
+    four suites);
     `apt purge balloon-dkms` -> the kernel's drivers are back, nothing of
     ours is left (the Secure Boot fallback rule neither).
 - The RPM repository: Debian's dnf reads it (repoquery: name, version,
@@ -37,12 +37,6 @@ NEW = VERSION + ".1"
 # the suites whose root, installed from the repository, the Secure Boot
 # fallback test boots (tests/test_sb_fallback.py)
 SB_SUITES = ("bookworm", "sid")
-# The upgrade to N+1 through apt (a second dkms build, about a minute a
-# suite) runs in the suites of the two dkms series that packages upgrade
-# through differently, 3.0 (bookworm) and 3.2 (sid); bullseye (2.8) and
-# trixie (3.2) run the rest.  That keeps these tests within their share of
-# make check's time.
-UPGRADE_SUITES = ("bookworm", "sid")
 
 
 def sh(cmd, **kw):
@@ -211,7 +205,7 @@ def test_apt_repository(suite, server, keys, work, timing):
     suite's root: tampered Release refused, install by name, upgrade to
     N+1 through apt, purge.  See the module docstring."""
     deb = pkg.build_deb()
-    deb2 = pkg.build_deb(NEW) if suite in UPGRADE_SUITES else None
+    deb2 = pkg.build_deb(NEW)
     base = os.path.join(server.root, suite)
     shutil.rmtree(base, ignore_errors=True)
     url = "%s/%s" % (server.url, suite)
@@ -258,8 +252,7 @@ def test_apt_repository(suite, server, keys, work, timing):
             repo.keep_image(suite, img)
 
         # 3. version N+1 published into the same repository -> apt upgrade
-        if suite in UPGRADE_SUITES:
-            upgrade_to_new(r, suite, base, url, keys[0], deb, deb2, upgrade, timing)
+        upgrade_to_new(r, suite, base, url, keys[0], deb, deb2, upgrade, timing)
 
         # 4. purge: the kernel's drivers back, nothing of ours left
         with pkg.timed(timing, "%s apt purge" % suite):
