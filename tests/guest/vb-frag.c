@@ -7,7 +7,8 @@
  * other touched page back.  Pages handed out one after the other lie
  * mostly side by side, so what it gives back is free memory with a page
  * in use next to nearly every free page: no free 2 MiB block can form
- * there until the program exits.  Prints "VB-FRAG-READY <kB kept>" and waits for a signal.
+ * there until the program exits.  Prints "VB-FRAG-READY <kB kept>" and
+ * waits for a signal.
  */
 #include <stdio.h>
 #include <stdlib.h>
