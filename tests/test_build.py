@@ -238,6 +238,53 @@ def test_refuses_missing_headers():
     assert len(msgs) == 1 and msgs[0].startswith("balloon-dkms: ") and "headers" in msgs[0], msgs
 
 
+@pytest.mark.quick
+def test_probes_answer_in_the_module_pass():
+    """The compat probes are answered in the Kbuild pass that builds the
+    modules (one pass into the kernel's build tree, not two), with the
+    kernel's flags: a probe that compiles defines HAVE_<NAME>, one that
+    does not leaves it undefined.  A second make re-asks nothing and
+    rebuilds nothing; a changed probe is asked again."""
+    root = mkroot("bookworm")
+    k = root_kver(root)
+    with Scratch(root) as s:
+        probes = s.path + "/src/compat/probes"
+        with open(probes + "/zz_present.c", "w") as f:
+            f.write("// SPDX-License-Identifier: GPL-2.0\n/* test: struct page exists */\n"
+                    "#include <linux/mm_types.h>\n\nint zz_present = sizeof(struct page);\n")
+        with open(probes + "/zz_absent.c", "w") as f:
+            f.write("// SPDX-License-Identifier: GPL-2.0\n/* test: no such function */\n"
+                    "#include <linux/mm.h>\n\nint zz_absent(void) { return balloon_dkms_nothing(); }\n")
+        make = "make -C %s/src KVER=%s KDIR=/lib/modules/%s/build 2>&1" % (s.rel, k, k)
+        r = s.run(make)
+        print(r.stdout[-3000:])
+        assert r.returncode == 0, r.stdout[-4000:]
+        passes = re.findall(r"Entering directory '[^']*linux-headers", r.stdout)
+        assert len(passes) == 1, r.stdout
+        assert r.stdout.count("PROBE   ") == 1 and "CC [M]" in r.stdout, r.stdout
+        with open(s.path + "/src/compat/autoconf.h") as f:
+            conf = f.read()
+        assert "#define HAVE_ZZ_PRESENT 1" in conf, conf
+        assert "/* #undef HAVE_ZZ_ABSENT */" in conf, conf
+        assert "#define HAVE_ZZ_ABSENT" not in conf, conf
+        assert re.search(r"^balloon-dkms: compat probes for %s: \d+ of \d+ present$"
+                         % re.escape(k), r.stdout, re.M), r.stdout
+        for mod in ("virtio_balloon", "vmw_balloon"):
+            assert os.path.exists("%s/src/%s.ko" % (s.path, mod))
+        r = s.run(make)
+        assert r.returncode == 0, r.stdout[-4000:]
+        assert "compat probes for" not in r.stdout and "CC [M]" not in r.stdout, r.stdout
+        # The absent function appears: asked again, the answer changes.
+        with open(probes + "/zz_absent.c", "w") as f:
+            f.write("// SPDX-License-Identifier: GPL-2.0\n/* test: no such function */\n"
+                    "#include <linux/mm.h>\n\nint balloon_dkms_nothing(void);\n"
+                    "int zz_absent(void) { return balloon_dkms_nothing(); }\n")
+        r = s.run(make)
+        assert r.returncode == 0, r.stdout[-4000:]
+        with open(s.path + "/src/compat/autoconf.h") as f:
+            assert "#define HAVE_ZZ_ABSENT 1" in f.read()
+
+
 BUILTIN_CASES = [("virtio_balloon",), ("vmw_balloon",), ("virtio_balloon", "vmw_balloon")]
 
 

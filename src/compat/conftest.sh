@@ -1,102 +1,155 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# conftest.sh KDIR COMPATDIR MAKE
+# conftest.sh check KDIR
+#   Before Kbuild (src/Makefile): checks the kernel configuration; anything
+#   a driver cannot live without stops the build with one clear line.
 #
-# Answers every kernel API question in COMPATDIR/probes/ for the kernel
-# whose build tree is KDIR, and writes COMPATDIR/autoconf.h.
+# conftest.sh answer KDIR RELEASE COMPATDIR OUT CC [FLAGS...]
+#   Inside the Kbuild pass that builds the modules (src/Kbuild), before any
+#   driver object: answers every kernel API question in COMPATDIR/probes/
+#   and writes OUT (compat/autoconf.h).  CC and FLAGS are the kernel's own
+#   compiler and the flags of one of our module objects, so a probe sees
+#   exactly what the drivers will see.
 #
 # Each probes/<name>.c is a tiny translation unit; it compiles exactly when
-# the kernel has the API it asks about.  All probes go through one Kbuild
-# pass (make -k, each probe its own object), so they use the kernel's own
-# compiler and flags.  A probe that compiles defines HAVE_<NAME>.  A probe
+# the kernel has the API it asks about, and then defines HAVE_<NAME>.  Only
+# the compiler's front end runs (-fsyntax-only): no object, no assembler,
+# and no second Kbuild pass, which is what made the probes the slow half of
+# a build (most of all where the toolchain runs under emulation).  A probe
 # whose first line after the SPDX tag is "/* symbol: SYM ... */" instead
 # asks whether SYM is exported to modules (Module.symvers).
-#
-# Before that, the kernel configuration is checked: anything a driver
-# cannot live without stops the build with one clear line.
 set -eu
-
-kdir=$1
-compat=$2
-make=${3:-make}
-probes=$compat/probes
-work=$compat/.probes
-out=$compat/autoconf.h
 
 fail() {
 	echo "balloon-dkms: $*" >&2
 	exit 1
 }
 
+[ $# -ge 2 ] || fail "usage: conftest.sh check KDIR | answer KDIR RELEASE COMPATDIR OUT CC [FLAGS...]"
+mode=$1
+kdir=$2
+shift 2
+
 [ -f "$kdir/Makefile" ] ||
 	fail "no kernel build tree at $kdir (install the headers package for this kernel, e.g. linux-headers-<release>)"
 
-config=$kdir/include/config/auto.conf
-[ -f "$config" ] || config=$kdir/.config
-[ -f "$config" ] || fail "$kdir has no kernel configuration (include/config/auto.conf); the headers look incomplete"
-
 krel=$(cat "$kdir/include/config/kernel.release" 2>/dev/null || echo unknown)
 
-has() {
-	grep -q "^$1=[ym]" "$config"
-}
+if [ "$mode" = check ]; then
+	config=$kdir/include/config/auto.conf
+	[ -f "$config" ] || config=$kdir/.config
+	[ -f "$config" ] || fail "$kdir has no kernel configuration (include/config/auto.conf); the headers look incomplete"
+	has() {
+		grep -q "^$1=[ym]" "$config"
+	}
+	has CONFIG_MODULES || fail "kernel $krel was built without loadable module support (CONFIG_MODULES)"
+	has CONFIG_MEMORY_BALLOON || has CONFIG_BALLOON ||
+		fail "kernel $krel has no memory balloon support (CONFIG_MEMORY_BALLOON / CONFIG_BALLOON is not set); the balloon drivers cannot be built for it"
+	exit 0
+fi
 
-has CONFIG_MODULES || fail "kernel $krel was built without loadable module support (CONFIG_MODULES)"
-has CONFIG_MEMORY_BALLOON || has CONFIG_BALLOON ||
-	fail "kernel $krel has no memory balloon support (CONFIG_MEMORY_BALLOON / CONFIG_BALLOON is not set); the balloon drivers cannot be built for it"
+if [ "$mode" != answer ] || [ $# -lt 4 ]; then
+	fail "conftest.sh: unknown mode or missing arguments: $mode"
+fi
+# The release the build was asked for (Debian's kernel.release holds the
+# upstream version, not the package's).
+[ -z "$1" ] || krel=$1
+compat=$2
+out=$3
+shift 3
+probes=$compat/probes
+work=$compat/.probes
 
-# Re-run only when the kernel or the probes changed.
-sig=$( (echo "$krel"; cat "$kdir/include/generated/autoconf.h" 2>/dev/null; cat "$probes"/*.c "$0") | cksum)
+# Ask again only when the kernel, the compiler command or the probes changed.
+sig=$( (echo "$krel"; echo "$*"; cat "$kdir/include/generated/autoconf.h" 2>/dev/null
+	cat "$probes"/*.c "$0") | cksum)
 if [ -f "$out" ] && head -n 3 "$out" | grep -qF "sig: $sig"; then
 	exit 0
 fi
 
 rm -rf "$work"
 mkdir -p "$work"
+
+# Two probes at a time per CPU is plenty: each is one front-end run.
+jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+[ "$jobs" -ge 1 ] 2>/dev/null || jobs=2
+[ "$jobs" -le 8 ] || jobs=8
+i=0
 for p in "$probes"/*.c; do
-	n=$(basename "$p" .c)
-	cp "$p" "$work/$n.c"
-	echo "obj-m += $n.o" >>"$work/Kbuild"
+	n=${p##*/}
+	n=${n%.c}
+	(
+		if "$@" -fsyntax-only "$p" >"$work/$n.log" 2>&1; then
+			: >"$work/$n.yes"
+		fi
+	) &
+	i=$((i + 1))
+	[ $((i % jobs)) -ne 0 ] || wait
 done
+wait
 
-# -k: a probe that fails to compile is an answer, not an error.
-$make -k -C "$kdir" M="$work" W= C= modules >"$work/build.log" 2>&1 || true
-
-[ -f "$work/baseline.o" ] || {
-	tail -n 15 "$work/build.log" >&2
-	fail "cannot compile even a trivial module against $kdir (compiler or headers broken; log: $work/build.log)"
+[ -f "$work/baseline.yes" ] || {
+	tail -n 15 "$work/baseline.log" >&2
+	fail "cannot compile even a trivial module against $kdir (compiler or headers broken; log: $work/baseline.log)"
 }
 
-tmp=$out.tmp
-{
-	echo "/* Generated by compat/conftest.sh - do not edit."
-	echo " * kernel: $krel"
-	echo " * sig: $sig */"
-	echo "#ifndef BALLOON_COMPAT_AUTOCONF_H"
-	echo "#define BALLOON_COMPAT_AUTOCONF_H"
-	for p in "$probes"/*.c; do
-		n=$(basename "$p" .c)
-		[ "$n" = baseline ] && continue
-		macro=HAVE_$(echo "$n" | tr a-z A-Z)
-		why=$(sed -n '2s|^/\* *\(.*\) *\*/$|\1|p' "$p")
-		sym=$(echo "$why" | sed -n 's/^symbol: *\([A-Za-z0-9_]*\).*/\1/p')
-		echo ""
-		echo "/* $why */"
-		if [ -n "$sym" ]; then
-			if grep -q "[[:space:]]$sym[[:space:]]" "$kdir/Module.symvers" 2>/dev/null; then
-				echo "#define $macro 1"
-			else
-				echo "/* #undef $macro */"
-			fi
-		elif [ -f "$work/$n.o" ]; then
-			echo "#define $macro 1"
-		else
-			echo "/* #undef $macro */"
+# One line per probe (name, answer, why) for one awk, which writes the
+# header: few processes, for toolchains that run under emulation.
+lines=
+for p in "$probes"/*.c; do
+	n=${p##*/}
+	n=${n%.c}
+	[ "$n" = baseline ] && continue
+	{
+		read -r _ || :
+		read -r why || :
+	} <"$p"
+	why=${why#/\*}
+	why=${why%\*/}
+	why=${why#"${why%%[! ]*}"}
+	why=${why%"${why##*[! ]}"}
+	case $why in
+	symbol:*)
+		sym=${why#symbol:}
+		sym=${sym#"${sym%%[! ]*}"}
+		sym=${sym%% *}
+		ans=no
+		if grep -q "[[:space:]]${sym}[[:space:]]" "$kdir/Module.symvers" 2>/dev/null; then
+			ans=yes
 		fi
-	done
-	echo ""
-	echo "#endif"
-} >"$tmp"
+		;;
+	*)
+		ans=no
+		[ ! -f "$work/$n.yes" ] || ans=yes
+		;;
+	esac
+	lines="$lines$n	$ans	$why
+"
+done
+
+tmp=$out.tmp
+printf '%s' "$lines" | awk -F '	' -v krel="$krel" -v sig="$sig" '
+BEGIN {
+	print "/* Generated by compat/conftest.sh - do not edit."
+	print " * kernel: " krel
+	print " * sig: " sig " */"
+	print "#ifndef BALLOON_COMPAT_AUTOCONF_H"
+	print "#define BALLOON_COMPAT_AUTOCONF_H"
+}
+{
+	m = "HAVE_" toupper($1)
+	print ""
+	print "/* " $3 " */"
+	if ($2 == "yes") {
+		print "#define " m " 1"
+	} else {
+		print "/* #undef " m " */"
+	}
+}
+END {
+	print ""
+	print "#endif"
+}' >"$tmp"
 mv "$tmp" "$out"
-echo "balloon-dkms: compat probes for $krel: $(grep -c '^#define HAVE_' "$out") of $(($(ls "$probes"/*.c | wc -l) - 1)) present"
+echo "balloon-dkms: compat probes for $krel: $(grep -c '^#define HAVE_' "$out") of $(printf '%s' "$lines" | grep -c .) present"
