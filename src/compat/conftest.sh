@@ -71,7 +71,8 @@ fi
 rm -rf "$work"
 mkdir -p "$work"
 
-# Two probes at a time per CPU is plenty: each is one front-end run.
+# As many probes at a time as there are CPUs (at most 8): each is one
+# front-end run.
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 [ "$jobs" -ge 1 ] 2>/dev/null || jobs=2
 [ "$jobs" -le 8 ] || jobs=8
@@ -97,6 +98,7 @@ wait
 # One line per probe (name, answer, why) for one awk, which writes the
 # header: few processes, for toolchains that run under emulation.
 lines=
+total=0
 for p in "$probes"/*.c; do
 	n=${p##*/}
 	n=${n%.c}
@@ -126,6 +128,7 @@ for p in "$probes"/*.c; do
 	esac
 	lines="$lines$n	$ans	$why
 "
+	total=$((total + 1))
 done
 
 tmp=$out.tmp
@@ -152,4 +155,4 @@ END {
 	print "#endif"
 }' >"$tmp"
 mv "$tmp" "$out"
-echo "balloon-dkms: compat probes for $krel: $(grep -c '^#define HAVE_' "$out") of $(printf '%s' "$lines" | grep -c .) present"
+echo "balloon-dkms: compat probes for $krel: $(grep -c '^#define HAVE_' "$out") of $total present"
