@@ -731,35 +731,6 @@ def test_shrinker_gives_back(fresh):
     settle(vm, 0)
 
 
-def _timed(vm, target, timeout=STEP):
-    t0 = time.monotonic()
-    vm.host.set_target(target)
-    vm.host.wait_state(lambda s: s["locked_pages"] == target if target else
-                       s["locked_pages"] == 0, timeout, "locked %d" % target,
-                       alive=vm.check)
-    return time.monotonic() - t0
-
-
-def test_timing_ours_vs_intree(fresh, suite, timing):
-    """Print inflate/deflate times of ours and the in-tree driver."""
-    vm = fresh
-    pages = 65536               # 256 MiB
-    res = {}
-    for caps in (CAPS_2M, CAPS_4K):
-        for who in ("ours", "in-tree"):
-            switch_driver(vm, who, caps)
-            up = _timed(vm, pages)
-            down = _timed(vm, 0)
-            res[(caps, who)] = (up, down)
-            timing("vmw %s %s inflate 256MiB caps %#x" % (suite, who, caps), up)
-            timing("vmw %s %s deflate 256MiB caps %#x" % (suite, who, caps), down)
-            invariants(vm)
-    unload(vm)
-    for (caps, who), (up, down) in sorted(res.items()):
-        print("vmw %s caps %#x %-7s inflate %.2fs deflate %.2fs" % (suite, caps, who, up, down))
-    load(vm)
-
-
 def test_plain_pc_refuses(suite, ko):
     """Not on VMware: -ENODEV, nothing in dmesg."""
     v = vmwhost.vmware_vm(roots.root(suite), ko=[ko], host=False, vmware=False,
