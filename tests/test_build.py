@@ -243,8 +243,11 @@ def test_probes_answer_in_the_module_pass():
     """The compat probes are answered in the Kbuild pass that builds the
     modules (one pass into the kernel's build tree, not two), with the
     kernel's flags: a probe that compiles defines HAVE_<NAME>, one that
-    does not leaves it undefined.  A second make re-asks nothing and
-    rebuilds nothing; a changed probe is asked again."""
+    does not leaves it undefined, also when it shares its compiler run
+    with others (same preprocessor lines) and when no error in that run
+    names a single probe (each is then asked alone).  A second make
+    re-asks nothing and rebuilds nothing; a changed probe is asked
+    again."""
     root = mkroot("bookworm")
     k = root_kver(root)
     with Scratch(root) as s:
@@ -255,6 +258,23 @@ def test_probes_answer_in_the_module_pass():
         with open(probes + "/zz_absent.c", "w") as f:
             f.write("// SPDX-License-Identifier: GPL-2.0\n/* test: no such function */\n"
                     "#include <linux/mm.h>\n\nint zz_absent(void) { return balloon_dkms_nothing(); }\n")
+        # Probes with the same preprocessor lines share one compiler run:
+        # with zz_present, one whose error is in its own code and one whose
+        # error is inside a header's macro (offsetof) that its code expanded.
+        grouped = {"zz_grp_call": "int zz_grp_call(void) { return balloon_dkms_nothing(); }\n",
+                   "zz_grp_macro": "int zz_grp_macro = offsetof(struct page, balloon_dkms_no);\n"}
+        # ... and two whose shared lines break the header itself: no error
+        # names one probe, so each is asked alone (both absent).
+        broken = {"zz_brk_a": "int zz_brk_a;\n", "zz_brk_b": "int zz_brk_b;\n"}
+        for name, code in grouped.items():
+            with open("%s/%s.c" % (probes, name), "w") as f:
+                f.write("// SPDX-License-Identifier: GPL-2.0\n/* test: grouped */\n"
+                        "#include <linux/mm_types.h>\n\n" + code)
+        for name, code in broken.items():
+            with open("%s/%s.c" % (probes, name), "w") as f:
+                f.write("// SPDX-License-Identifier: GPL-2.0\n/* test: broken header */\n"
+                        "#define list_head balloon_dkms_broken (\n#include <linux/mm_types.h>\n\n"
+                        + code)
         make = "make -C %s/src KVER=%s KDIR=/lib/modules/%s/build 2>&1" % (s.rel, k, k)
         r = s.run(make)
         print(r.stdout[-3000:])
@@ -267,6 +287,21 @@ def test_probes_answer_in_the_module_pass():
         assert "#define HAVE_ZZ_PRESENT 1" in conf, conf
         assert "/* #undef HAVE_ZZ_ABSENT */" in conf, conf
         assert "#define HAVE_ZZ_ABSENT" not in conf, conf
+        for name in list(grouped) + list(broken):
+            assert "/* #undef HAVE_%s */" % name.upper() in conf, conf
+        work = s.path + "/src/compat/.probes"
+        with open(work + "/plan") as f:
+            plan = f.read()
+        assert re.search(r"^group \S+ (zz_\w+ ){2}zz_present$", plan, re.M) and \
+            all(" %s " % n in plan for n in grouped), plan
+        assert re.search(r"^group \S+ zz_brk_a zz_brk_b$", plan, re.M), plan
+        logs = os.listdir(work)
+        # the mm_types.h group was answered from its one run; the broken
+        # pair fell back to a run each (their own logs, not the group's)
+        assert "zz_present.log" not in logs and "zz_present.yes" in logs, logs
+        for n in broken:
+            with open("%s/%s.log" % (work, n)) as f:
+                assert "/probes/%s.c" % n in f.read()
         assert re.search(r"^balloon-dkms: compat probes for %s: \d+ of \d+ present$"
                          % re.escape(k), r.stdout, re.M), r.stdout
         for mod in ("virtio_balloon", "vmw_balloon"):

@@ -18,7 +18,18 @@
 # and no second Kbuild pass, which is what made the probes the slow half of
 # a build (most of all where the toolchain runs under emulation).  A probe
 # whose first line after the SPDX tag is "/* symbol: SYM ... */" instead
-# asks whether SYM is exported to modules (Module.symvers).
+# asks whether SYM is exported to modules (Module.symvers); it is not
+# compiled.
+#
+# Parsing the kernel's headers is nearly all of a probe's cost, so probes
+# whose preprocessor lines (all at the top) are the same are asked in one
+# run: the shared lines once, then each probe's code behind a #line marker
+# naming its own file.  An error reported in <name>.c, or in a macro that
+# <name>.c expanded, is that probe's answer; the others in the run are
+# present.  An error the compiler puts anywhere else (a kernel header, the
+# command line) names no single probe, and then each probe of that run is
+# asked alone.
+# So the names a probe declares must be its own (balloon_probe_<name>...).
 set -eu
 
 fail() {
@@ -71,23 +82,153 @@ fi
 rm -rf "$work"
 mkdir -p "$work"
 
-# As many probes at a time as there are CPUs (at most 8): each is one
-# front-end run.
+# The plan: one line per compiler run, "solo NAME" (a probe on its own)
+# or "group FILE NAME...", FILE holding the shared preprocessor lines and
+# each NAME's code after a #line marker.  A probe with a preprocessor line
+# among its code runs on its own, and so does the baseline.
+awk -v work="$work" '
+FNR == 1 {
+	n = FILENAME
+	sub(/.*\//, "", n)
+	sub(/\.c$/, "", n)
+	names[++np] = n
+	code = 0
+}
+FNR == 2 && /^\/\* *symbol:/ { sym[n] = 1 }
+{
+	if (!code) {
+		if ($0 ~ /^[ \t]*#/) {
+			key[n] = key[n] $0 "\n"
+			next
+		}
+		if ($0 ~ /^[ \t]*$/ || $0 ~ /^[ \t]*\/\// || $0 ~ /^[ \t]*\/\*.*\*\/[ \t]*$/)
+			next
+		code = 1
+		first[n] = FNR
+	}
+	if ($0 ~ /^[ \t]*#/)
+		alone[n] = 1
+	body[n] = body[n] $0 "\n"
+}
+END {
+	for (i = 1; i <= np; i++) {
+		n = names[i]
+		if (n in sym)
+			continue
+		if ((n in alone) || n == "baseline" || !(n in first)) {
+			print "solo " n
+			continue
+		}
+		if (!(key[n] in gid)) {
+			gid[key[n]] = ++ng
+			members[ng] = n
+		} else {
+			members[gid[key[n]]] = members[gid[key[n]]] " " n
+		}
+		size[gid[key[n]]]++
+	}
+	for (g = 1; g <= ng; g++) {
+		if (size[g] == 1) {
+			print "solo " members[g]
+			continue
+		}
+		f = work "/group" g ".c"
+		split(members[g], m, " ")
+		printf "%s", key[m[1]] >f
+		for (j = 1; j <= size[g]; j++)
+			printf "#line %d \"%s.c\"\n%s", first[m[j]], m[j], body[m[j]] >f
+		close(f)
+		print "group " f " " members[g]
+	}
+}' "$probes"/*.c >"$work/plan"
+
+# One probe on its own: NAME.yes when it compiles.
+solo() {
+	if "$@" -fsyntax-only "$probes/$name.c" >"$work/$name.log" 2>&1; then
+		: >"$work/$name.yes"
+	fi
+}
+
+# One run for a group; its answers from the errors, else each one alone.
+group() {
+	if "$@" -fsyntax-only "$file" >"$file.log" 2>&1; then
+		for name in $members; do
+			: >"$work/$name.yes"
+		done
+		return
+	fi
+	# Each error goes to the probe whose file it is in, or, for an error
+	# inside a macro's definition, the probe whose code expanded the macro
+	# (gcc's "in expansion of macro" note).  "?" when one goes to none.
+	where=$(awk -v members=" $members " '
+	function mine(f) {
+		return f ~ /\.c$/ && index(members, " " substr(f, 1, length(f) - 2) " ")
+	}
+	function done_one() {
+		if (open)
+			print "?"
+		open = 0
+	}
+	/^[^:]*:[0-9:]* (fatal |internal compiler )?error: / {
+		done_one()
+		f = substr($0, 1, index($0, ":") - 1)
+		if (mine(f))
+			print f
+		else
+			open = 1
+		next
+	}
+	open && /^[^:]*:[0-9:]* note: in expansion of macro / {
+		f = substr($0, 1, index($0, ":") - 1)
+		if (mine(f)) {
+			print f
+			open = 0
+		}
+	}
+	END {
+		done_one()
+	}' "$file.log" | sort -u)
+	case "
+$where
+" in
+	*"
+?
+"* | "
+
+") where= ;;
+	esac
+	for name in $members; do
+		if [ -z "$where" ]; then
+			solo "$@"
+		else
+			case "
+$where
+" in
+			*"
+$name.c
+"*) cp "$file.log" "$work/$name.log" ;;
+			*) : >"$work/$name.yes" ;;
+			esac
+		fi
+	done
+}
+
+# As many compiler runs at a time as there are CPUs (at most 8): each is
+# one front-end run.
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 [ "$jobs" -ge 1 ] 2>/dev/null || jobs=2
 [ "$jobs" -le 8 ] || jobs=8
 i=0
-for p in "$probes"/*.c; do
-	n=${p##*/}
-	n=${n%.c}
-	(
-		if "$@" -fsyntax-only "$p" >"$work/$n.log" 2>&1; then
-			: >"$work/$n.yes"
-		fi
-	) &
+while read -r kind file members; do
+	if [ "$kind" = solo ]; then
+		name=$file
+		solo "$@" &
+	else
+		group "$@" &
+	fi
 	i=$((i + 1))
 	[ $((i % jobs)) -ne 0 ] || wait
-done
+done <"$work/plan"
 wait
 
 [ -f "$work/baseline.yes" ] || {
