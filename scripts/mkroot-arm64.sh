@@ -40,7 +40,7 @@ for f in $flavours; do
 done
 
 # Bump when the recipe below changes what ends up in a root.
-recipe=2
+recipe=3
 key=$(echo "$suite arm64 $base_pkgs $extra_pkgs recipe $recipe" | sha256sum | cut -c1-12)
 name=$suite-arm64
 dir=$BALLOON_CACHE/roots/$name-$key
@@ -135,9 +135,16 @@ cp "$debs"/*.deb "$tmp/var/cache/apt/archives/" 2>/dev/null || true
 # dpkg diversion puts a small dispatcher at cc1's path: kernel code
 # (compiled -nostdinc, and the kernel Makefile's compiler checks,
 # -D __KERNEL__) goes to the native cc1, everything else to the root's
-# own, whose built-in header paths are this root's.  The gcc driver, as,
-# ld, make, dkms and the kernel's build tools stay the root's arm64
-# binaries.
+# own, whose built-in header paths are this root's.
+# The shells and text tools every dkms and Kbuild step starts by the
+# hundred (each costs 70 to 100 ms of qemu-user start-up): bash, dash,
+# sed, grep, findutils and mawk are Multi-Arch: foreign, so their amd64
+# builds replace the arm64 ones as for kmod.  make is Multi-Arch: allowed
+# (dkms needs the arm64 package installed), so its amd64 binary goes to
+# /usr/bin/make behind a local diversion, like cc1.  coreutils stays
+# arm64: its uname tells dkms and Kbuild that this machine is aarch64.
+# The gcc driver, as, ld, dkms's own code paths through coreutils, apt,
+# dpkg and the kernel's build tools stay the root's arm64 binaries.
 if ! chroot "$tmp" sh -eu -c '
 	v=$(ls /usr/libexec/gcc/aarch64-linux-gnu | sort -n | tail -n 1)
 	pkg=cpp-$v-aarch64-linux-gnu
@@ -164,9 +171,24 @@ if ! chroot "$tmp" sh -eu -c '
 		"	exec /usr/local/libexec/balloon-cross/cc1 \"\$@\" ;;" "esac" \
 		"exec $c.distrib \"\$@\"" >"$c"
 	chmod 0755 "$c"
+	mkdir /tmp/native
+	cd /tmp/native
+	apt-get download -q make:amd64 bash:amd64 dash:amd64 sed:amd64 grep:amd64 \
+		findutils:amd64 mawk:amd64
+	libs=$(for d in ./*.deb; do dpkg-deb -f "$d" Pre-Depends; dpkg-deb -f "$d" Depends; done |
+		tr ",|" "\n\n" | sed "s/^ *//; s/[ (:].*//" | grep -E "^lib" | sort -u | sed "s/\$/:amd64/")
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $libs
+	dpkg-deb -x make_*_amd64.deb x
+	rm make_*_amd64.deb
+	dpkg -i ./*_amd64.deb
+	dpkg-divert --local --rename --add /usr/bin/make
+	install -m 0755 x/usr/bin/make /usr/bin/make
+	cd /tmp
+	rm -rf /tmp/native
+	make --version | head -n 1
 ' >>"$tmp.log" 2>&1; then
 	tail -n 20 "$tmp.log" >&2
-	die "setting up native cc1 and kmod in $suite arm64 failed (log: $tmp.log)"
+	die "setting up native cc1, kmod, shells and make in $suite arm64 failed (log: $tmp.log)"
 fi
 log "mkroot-arm64: $name native tools in after $(( $(date +%s) - t0 )) s; kernels next"
 if ! chroot "$tmp" sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q $extra_pkgs" \
@@ -190,6 +212,9 @@ trap - EXIT
 		'linux-image-*' 'linux-headers-*' gcc dkms 'cpp-*-aarch64-linux-gnu' 2>/dev/null || true
 	echo "native cc1 $(chroot "$tmp" /usr/local/libexec/balloon-cross/cc1 -quiet -version /dev/null \
 		-o /dev/null 2>&1 | head -n 1)"
+	chroot "$tmp" dpkg-query -W -f='native ${Package}:${Architecture} ${Version}\n' \
+		kmod bash dash sed grep findutils mawk 2>/dev/null || true
+	echo "native make $(chroot "$tmp" make --version | head -n 1)"
 } >"$tmp/.balloon-root"
 mv "$tmp" "$dir"
 mv "$tmp.log" "$dir.log"
