@@ -115,7 +115,7 @@ END {
 		n = names[i]
 		if (n in sym)
 			continue
-		if ((n in alone) || n == "baseline" || !(n in first)) {
+		if (n == "baseline" || (n in alone) || !(n in first)) {
 			print "solo " n
 			continue
 		}
@@ -161,32 +161,29 @@ group() {
 	# inside a macro's definition, the probe whose code expanded the macro
 	# (gcc's "in expansion of macro" note).  "?" when one goes to none.
 	where=$(awk -v members=" $members " '
-	function mine(f) {
-		return f ~ /\.c$/ && index(members, " " substr(f, 1, length(f) - 2) " ")
-	}
-	function done_one() {
+	/^[^:]*:[0-9:]* (fatal |internal compiler )?error: / {
 		if (open)
 			print "?"
-		open = 0
-	}
-	/^[^:]*:[0-9:]* (fatal |internal compiler )?error: / {
-		done_one()
 		f = substr($0, 1, index($0, ":") - 1)
-		if (mine(f))
+		n = f
+		sub(/\.c$/, "", n)
+		open = !(n != f && index(members, " " n " "))
+		if (!open)
 			print f
-		else
-			open = 1
 		next
 	}
 	open && /^[^:]*:[0-9:]* note: in expansion of macro / {
 		f = substr($0, 1, index($0, ":") - 1)
-		if (mine(f)) {
+		n = f
+		sub(/\.c$/, "", n)
+		if (n != f && index(members, " " n " ")) {
 			print f
 			open = 0
 		}
 	}
 	END {
-		done_one()
+		if (open)
+			print "?"
 	}' "$file.log" | sort -u)
 	case "
 $where
