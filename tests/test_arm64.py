@@ -10,9 +10,9 @@ cc1 of the same gcc release for kernel code, kmod, make, the shells
 (bash, dash) and sed, grep, findutils and mawk.  Everything else (the gcc
 driver, as, ld, sparse, coreutils with its uname saying aarch64, apt,
 dpkg, dkms's own scripts' other tools, the kernel's build tools) is the
-root's own arm64 binary.  Guests are qemu-system-aarch64 -M virt -cpu max under TCG with
-virtio-balloon-pci, driven over QMP by the same harness as test_virtio
-(lib/vm.py arch="aarch64").
+root's own arm64 binary.  Guests are qemu-system-aarch64 -M virt -cpu
+max under TCG with virtio-balloon-pci, driven over QMP by the same
+harness as test_virtio (lib/vm.py arch="aarch64").
 
 The balloon protocol counts 4 KiB frames whatever the page size, so on
 16 KiB pages every page is 4 frames, and a target that is not a multiple

@@ -224,7 +224,7 @@ def test_compaction_migrates_balloon_pages(std):
     # pages are left alone in mostly free pageblocks.
     _fragment(vm)
     try:
-        blocks_free = _free_blocks(vm)
+        blocks_free = _free_blocks(std)
         blocks0 = std.dbg_int("balloon_blocks")
         vm.balloon_to(std.ram - 512 * MiB, STEP)
         assert std.dbg_int("balloon_frames") == frames(512 * MiB)
@@ -531,12 +531,14 @@ def test_broken_queue_while_inflating(std):
     assert vm.sh("echo alive").strip() == "alive"
 
 
-def _free_blocks(vm):
-    """Free blocks of 2 MiB and more, from /proc/buddyinfo."""
+def _free_blocks(g):
+    """Free memory in whole 2 MiB blocks, from /proc/buddyinfo (2 MiB is
+    order 9 with 4 KiB pages, order 7 with arm64's 16 KiB ones)."""
+    base = 9 - ((g.page_kb // 4).bit_length() - 1)
     n = 0
-    for line in vm.sh("cat /proc/buddyinfo").splitlines():
+    for line in g.vm.sh("cat /proc/buddyinfo").splitlines():
         counts = [int(c) for c in line.split()[4:]]
-        n += sum(c << (o - 9) for o, c in enumerate(counts) if o >= 9)
+        n += sum(c << (o - base) for o, c in enumerate(counts) if o >= base)
     return n
 
 
