@@ -159,10 +159,17 @@ def test_guest_shell_framing(vm61):
     assert rc == 0 and len(out) > 200000
     guest_md5 = vm61.sh("md5sum /tmp/blob").split()[0]
     assert hashlib.md5(out.encode()).hexdigest() == guest_md5
-    # a timeout leaves the shell usable and in sync
-    with pytest.raises(GuestTimeout):
+    # a timeout leaves the shell usable and in sync, and says where the
+    # guest was: each vCPU's registers, the kernel's backtraces (SysRq)
+    with pytest.raises(GuestTimeout) as ei:
         vm61.shell("sleep 4; echo late", timeout=1)
     assert vm61.shell("echo next") == (0, "next\n")
+    report = str(ei.value)
+    assert re.search(r"^CPU#0 ip=[0-9a-f]+ IF=[01]$", report, re.M), report
+    assert re.search(r"^CPU#1 ip=[0-9a-f]+ IF=[01]$", report, re.M), report
+    console = vm61.console_text()
+    assert "Show backtrace of all active CPUs" in console, console[-3000:]
+    assert "Show Blocked State" in console, console[-3000:]
 
 
 @pytest.mark.quick

@@ -519,6 +519,47 @@ class VM:
                 return text
             time.sleep(0.2)
 
+    def hang_report(self, wait=8):
+        """Where a guest that stopped answering is: every vCPU's registers
+        (QMP, written to hang-registers.txt in the run directory; their
+        instruction pointers and interrupt flags summed up here) and, on a
+        PC, the kernel's own account through magic SysRq from the emulated
+        keyboard: backtraces of the CPUs and of the blocked tasks, which
+        land on the console.  Best effort: a QEMU that no longer answers
+        QMP gives an empty report."""
+        lines = []
+        try:
+            regs = self.cmd("human-monitor-command",
+                            **{"command-line": "info registers -a"})
+        except Exception as e:
+            return "--- hang report: QMP gave no registers (%s)\n" % e
+        path = os.path.join(self.rundir, "hang-registers.txt")
+        with open(path, "w") as f:
+            f.write(regs)
+        cpus = re.split(r"^CPU#", regs, flags=re.M)[1:]
+        for c in cpus:
+            ip = re.search(r"\b(?:RIP|PC)=([0-9a-f]+)", c)
+            fl = re.search(r"\bRFL=([0-9a-f]+)", c)      # x86: IF is bit 9
+            lines.append("CPU#%s ip=%s%s" % (
+                c.split("\n", 1)[0].strip(), ip.group(1) if ip else "?",
+                " IF=%d" % (int(fl.group(1), 16) >> 9 & 1) if fl else ""))
+        if self.arch == "x86_64":
+            # l: all CPUs' backtraces (NMI), w: tasks blocked (D state)
+            for key in ("l", "w"):
+                try:
+                    self.cmd("send-key", keys=[{"type": "qcode", "data": k}
+                                               for k in ("alt", "sysrq", key)])
+                except Exception as e:
+                    lines.append("sysrq-%s not sent: %s" % (key, e))
+            # until the console has been quiet for a second
+            deadline, size, quiet = time.monotonic() + wait, -1, 0
+            while time.monotonic() < deadline and quiet < 5:
+                n = len(self.console_text())
+                quiet = quiet + 1 if n == size else 0
+                size = n
+                time.sleep(0.2)
+        return "--- hang report (registers in %s):\n%s\n" % (path, "\n".join(lines))
+
     def console_tail(self, n=200):
         return "\n".join(self.console_text().splitlines()[-n:])
 
@@ -566,7 +607,9 @@ class VM:
             return self._shell.run(cmd, timeout=timeout, check=self.check)
         except (ConnectionError, TimeoutError) as e:
             self.check()
-            raise type(e)("%s\n%s" % (e, self._context())) from None
+            report = self.hang_report() if isinstance(e, TimeoutError) else ""
+            raise type(e)("%s\n%s%s" % (e, report,
+                                        self._context(200 if report else 60))) from None
 
     def sh(self, cmd, timeout=None):
         rc, out = self.shell(cmd, timeout)
