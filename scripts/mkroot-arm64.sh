@@ -146,7 +146,10 @@ cp "$debs"/*.deb "$tmp/var/cache/apt/archives/" 2>/dev/null || true
 # The gcc driver, as, ld, dkms's own code paths through coreutils, apt,
 # dpkg and the kernel's build tools stay the root's arm64 binaries.
 if ! chroot "$tmp" sh -eu -c '
-	v=$(ls /usr/libexec/gcc/aarch64-linux-gnu | sort -n | tail -n 1)
+	# cc1 is under /usr/libexec from trixie on, /usr/lib before
+	d=/usr/libexec/gcc/aarch64-linux-gnu
+	[ -d "$d" ] || d=/usr/lib/gcc/aarch64-linux-gnu
+	v=$(ls "$d" | sort -n | tail -n 1)
 	pkg=cpp-$v-aarch64-linux-gnu
 	dpkg --add-architecture amd64
 	apt-get update -q
@@ -163,7 +166,7 @@ if ! chroot "$tmp" sh -eu -c '
 	rm -rf /tmp/cross "$deb"
 	/usr/local/libexec/balloon-cross/cc1 -quiet -version /dev/null -o /dev/null >/tmp/v 2>&1
 	head -n 1 /tmp/v
-	c=/usr/libexec/gcc/aarch64-linux-gnu/$v/cc1
+	c=$d/$v/cc1
 	dpkg-divert --local --rename --add "$c"
 	printf "%s\n" "#!/bin/sh" \
 		"# balloon-dkms test root: kernel code to the native cross cc1" \
