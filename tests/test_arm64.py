@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: GPL-2.0
 """virtio_balloon on arm64: Debian sid's linux-image-arm64 (4 KiB pages)
-and linux-image-arm64-16k (16 KiB pages).
+and linux-image-arm64-16k (16 KiB pages), and bookworm's linux-image-arm64
+(6.1, 4 KiB pages).
 
-Both kernels, their headers, gcc, dkms, sparse and busybox-static live in
-one arm64 root (scripts/mkroot-arm64.sh sid), whose binaries run on this
-amd64 host through qemu-user.  A few tools run natively, Debian's amd64
+Both sid kernels, their headers, gcc, dkms, sparse and busybox-static live
+in one arm64 root (scripts/mkroot-arm64.sh sid), bookworm's in another
+(scripts/mkroot-arm64.sh bookworm); their binaries run on this amd64 host
+through qemu-user.  A few tools run natively, Debian's amd64
 builds from the same archive (the script says why and how): the cross
 cc1 of the same gcc release for kernel code, kmod, make, the shells
 (bash, dash) and sed, grep, findutils and mawk.  Everything else (the gcc
@@ -39,7 +41,8 @@ from lib.virtio_util import GiB, MiB, GuestPool, version
 import test_packaging
 import test_virtio
 
-SUITES = list(roots.ARM64)          # sid-arm64, sid-arm64-16k
+SUITES = list(roots.ARM64)          # sid-arm64, sid-arm64-16k, bookworm-arm64
+SID = [s for s in SUITES if roots.ARM64[s][0] == "sid"]
 VERSION = version()
 STEP = test_virtio.STEP
 # The VMs use the module the build test checked (W=1 and sparse).
@@ -48,15 +51,16 @@ CONFIGS = {name: test_virtio.CONFIGS[name] for name in ("std", "full")}
 WARN_RX = re.compile(r"(warning|error):", re.I)
 
 
-def need_sid():
-    if "sid" not in roots.suites():
-        pytest.skip("the arm64 root is sid's, and sid is not under test (BALLOON_SUITES=%s)" %
-                    " ".join(roots.suites()))
+def need_suite(suite):
+    debian = roots.ARM64[suite][0]
+    if debian not in roots.suites():
+        pytest.skip("%s is %s's arm64 kernel, and %s is not under test (BALLOON_SUITES=%s)" %
+                    (suite, debian, debian, " ".join(roots.suites())))
 
 
 @pytest.fixture(scope="module")
 def pool(suite):
-    need_sid()
+    need_suite(suite)
     p = GuestPool(suite, CONFIGS, make_args=MAKE_ARGS)
     yield p
     p.close()
@@ -70,7 +74,7 @@ full = test_virtio.full
 def test_build_w1_sparse(suite):
     """virtio_balloon builds for the arm64 kernel with the root's gcc, W=1
     and sparse, zero warnings; vmw_balloon (x86 only) is not built."""
-    need_sid()
+    need_suite(suite)
     root = roots.root(suite)
     k = roots.suite_kver(suite)
     kos = build.modules(root, k, make_args=MAKE_ARGS)
@@ -180,7 +184,7 @@ test_deflate_on_oom_keeps_memtotal = _core(test_virtio.test_deflate_on_oom_keeps
 # ------------------------------------------------------------------ package
 
 def test_deb_lifecycle_arm64(timing):
-    """In the arm64 root, with its apt, dpkg and dkms: apt install
+    """In the sid arm64 root, with its apt, dpkg and dkms: apt install
     ./balloon-dkms_<ver>_all.deb builds virtio_balloon, and only it, for
     both kernels (4K and 16K); modinfo -n resolves to updates/dkms with our
     version; apt remove brings the kernel's own driver back and leaves
@@ -191,10 +195,10 @@ def test_deb_lifecycle_arm64(timing):
     (sid's arm64 and amd64 archives) are dropped first.  With them, apt's
     dependency solver took 80 to 250 s per run under qemu-user; without
     them, 3 s.  apt, dpkg and dkms themselves run as a user's would."""
-    need_sid()
+    need_suite(SID[0])
     deb = pkg.build_deb()
-    kvers = [roots.suite_kver(s) for s in SUITES]
-    with pkg.Root(SUITES[0]) as r:
+    kvers = [roots.suite_kver(s) for s in SID]
+    with pkg.Root(SID[0]) as r:
         r.kvers = kvers
         r.run("rm -f /var/lib/apt/lists/*_Packages* /var/lib/apt/lists/*_Translation-* "
               "/var/cache/apt/*.bin")

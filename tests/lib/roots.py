@@ -48,9 +48,11 @@ make_ext4(tree, out, size_mb=None, label="root") -> out
 work_dir(*parts) -> str            a directory under $BALLOON_WORK (created)
 
 arm64 (scripts/mkroot-arm64.sh; binaries run through qemu-user):
-ARM64 = {"sid-arm64": ("sid", "arm64"), "sid-arm64-16k": ("sid", "arm64-16k")}
+ARM64 = {"sid-arm64": ("sid", "arm64"), "sid-arm64-16k": ("sid", "arm64-16k"),
+         "bookworm-arm64": ("bookworm", "arm64")}
                                    arm64 "suite" ids -> (Debian suite, kernel
-                                   flavour); root(id) gives their shared root
+                                   flavour); root(id) gives the Debian
+                                   suite's arm64 root (sid's holds both)
 arch(suite) -> "x86_64" | "aarch64"
 suite_kver(suite) -> str           the kernel release a suite id stands for
                                    (its flavour's on arm64, else kver(root))
@@ -67,7 +69,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__
 CACHE = os.environ.get("BALLOON_CACHE", "/var/cache/balloon-dkms")
 WORK = os.environ.get("BALLOON_WORK", "/var/tmp/balloon-work")
 ALL_SUITES = ("bullseye", "bookworm", "trixie", "sid")
-ARM64 = {"sid-arm64": ("sid", "arm64"), "sid-arm64-16k": ("sid", "arm64-16k")}
+ARM64 = {"sid-arm64": ("sid", "arm64"), "sid-arm64-16k": ("sid", "arm64-16k"),
+         "bookworm-arm64": ("bookworm", "arm64")}
 
 
 class RootCommandError(RuntimeError):
