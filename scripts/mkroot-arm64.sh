@@ -147,9 +147,9 @@ cp "$debs"/*.deb "$tmp/var/cache/apt/archives/" 2>/dev/null || true
 # dpkg and the kernel's build tools stay the root's arm64 binaries.
 if ! chroot "$tmp" sh -eu -c '
 	# cc1 is under /usr/libexec from trixie on, /usr/lib before
-	d=/usr/libexec/gcc/aarch64-linux-gnu
-	[ -d "$d" ] || d=/usr/lib/gcc/aarch64-linux-gnu
-	v=$(ls "$d" | sort -n | tail -n 1)
+	gccdir=/usr/libexec/gcc/aarch64-linux-gnu
+	[ -d "$gccdir" ] || gccdir=/usr/lib/gcc/aarch64-linux-gnu
+	v=$(ls "$gccdir" | sort -n | tail -n 1)
 	pkg=cpp-$v-aarch64-linux-gnu
 	dpkg --add-architecture amd64
 	apt-get update -q
@@ -166,7 +166,7 @@ if ! chroot "$tmp" sh -eu -c '
 	rm -rf /tmp/cross "$deb"
 	/usr/local/libexec/balloon-cross/cc1 -quiet -version /dev/null -o /dev/null >/tmp/v 2>&1
 	head -n 1 /tmp/v
-	c=$d/$v/cc1
+	c=$gccdir/$v/cc1
 	dpkg-divert --local --rename --add "$c"
 	printf "%s\n" "#!/bin/sh" \
 		"# balloon-dkms test root: kernel code to the native cross cc1" \

@@ -52,10 +52,8 @@ WARN_RX = re.compile(r"(warning|error):", re.I)
 
 
 def need_suite(suite):
-    debian = roots.ARM64[suite][0]
-    if debian not in roots.suites():
-        pytest.skip("%s is %s's arm64 kernel, and %s is not under test (BALLOON_SUITES=%s)" %
-                    (suite, debian, debian, " ".join(roots.suites())))
+    """Skip unless the Debian suite of this arm64 kernel is under test."""
+    test_packaging.need_suite(roots.ARM64[suite][0])
 
 
 @pytest.fixture(scope="module")
