@@ -54,7 +54,8 @@ root_ok() {
 	grep -qx "key $key" "$stamp" || return 1
 	for f in $flavours; do
 		ok=
-		for k in $(ls "$dir/lib/modules" 2>/dev/null); do
+		for k in "$dir"/lib/modules/*; do
+			k=${k##*/}
 			[ "${k##*-}" = "${f##*-}" ] || continue
 			[ -e "$dir/boot/vmlinuz-$k" ] &&
 				[ -e "$dir/usr/src/linux-headers-$k/Makefile" ] && ok=1

@@ -15,7 +15,8 @@ import shutil
 
 import pytest
 
-from lib import pkg, repo, roots
+from lib import pkg, repo
+from test_packaging import need_suite
 
 VERSION = pkg.VERSION
 
@@ -31,9 +32,7 @@ def test_autopkgtest_dkms(suite, work, timing):
     the autodep8 dkms test passes (autopkgtest's summary line) and it built
     and installed our modules for the root's kernel (its own summary line,
     dkms status)."""
-    if suite not in roots.suites():
-        pytest.skip("suite %s is not under test (BALLOON_SUITES=%s)" %
-                    (suite, " ".join(roots.suites())))
+    need_suite(suite)
     deb = pkg.build_deb()
     # the native source package mkdeb.sh made next to the .deb, unpacked
     src = os.path.join(work, "src")

@@ -32,6 +32,7 @@ from lib import build, roots, vmwhost
 from lib import vm as vmlib
 from lib.virtio_util import GuestPool, version
 
+import test_packaging
 import test_virtio
 import test_vmw
 
@@ -50,9 +51,7 @@ _VMS = []
 
 
 def need_sid():
-    if SUITE not in roots.suites():
-        pytest.skip("suite %s is not under test (BALLOON_SUITES=%s)" %
-                    (SUITE, " ".join(roots.suites())))
+    test_packaging.need_suite(SUITE)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ import re
 import pytest
 
 from lib import pkg, repo, roots
-from test_packaging import install_deb
+from test_packaging import install_deb, need_suite
 
 VERSION = pkg.VERSION
 MiB = 1 << 20
@@ -79,9 +79,7 @@ def inflate_deflate(vm, suite, timing):
 
 @pytest.mark.parametrize("suite", [s for s in ("bookworm", "sid")])
 def test_sb_fallback_in_vm(suite, work, make_vm, timing):
-    if suite not in roots.suites():
-        pytest.skip("suite %s is not under test (BALLOON_SUITES=%s)" %
-                    (suite, " ".join(roots.suites())))
+    need_suite(suite)
     img, base, kver, moved = image(suite, work, timing)
 
     # 1. signature enforcement: ours refused, the kernel's driver instead

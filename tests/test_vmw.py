@@ -258,14 +258,8 @@ def test_tracepoints_and_status_view(fresh, suite):
                           vm.sh("cd %s && cat size_frames target_frames refused_frames "
                                 "last_error capabilities" % STATUS_VIEW).splitlines()))
         mi = vm.meminfo()
-        # meminfo shows the node counters as last folded from the per-CPU
-        # deltas (vmstat does it every second): wait for that, not for us
-        deadline = time.monotonic() + 30
-        while suite == "sid" or "Balloon" in mi:
-            if mi["Balloon"] == target * 4 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-            mi = vm.meminfo()
+        if suite == "sid" or "Balloon" in mi:
+            mi = vm.wait_folded(vm.meminfo, "Balloon", target * 4, 30)
         vm.host.inject_reset()
         vm.host.wait_state(lambda s: s["starts"] == 2 and s["locked_pages"] == target,
                            STEP, "re-START and re-inflate", alive=vm.check)

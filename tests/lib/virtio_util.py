@@ -209,16 +209,9 @@ class BalloonGuest:
 
 
     def wait_node_stat(self, name, want, what, timeout=15):
-        """Node and zone counters in /proc/vmstat lag behind by per-cpu
-        deltas until vmstat folds them in (every second): wait for it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.vmstat().get(name)
-            if got == want:
-                return
-            assert time.monotonic() < deadline, "%s: %s is %s, expected %s" % (
-                what, name, got, want)
-            time.sleep(0.5)
+        """A /proc/vmstat node counter reaches want (VM.wait_folded)."""
+        got = self.vm.wait_folded(self.vmstat, name, want, timeout).get(name)
+        assert got == want, "%s: %s is %s, expected %s" % (what, name, got, want)
 
     def assert_free_back(self, what, timeout=30):
         """Free memory is back to what it was at boot; pages on their way

@@ -626,6 +626,19 @@ class VM:
                 d[k.strip()] = int(v.split()[0])
         return d
 
+    @staticmethod
+    def wait_folded(read, name, want, timeout=15):
+        """Node and zone counters (/proc/vmstat, /proc/meminfo) lag behind by
+        the per-CPU deltas until vmstat folds them in, every second: call
+        read() until its `name` is `want` or `timeout` seconds have passed.
+        Returns the last reading; the caller asserts on it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            d = read()
+            if d.get(name) == want or time.monotonic() > deadline:
+                return d
+            time.sleep(0.5)
+
     def dmesg(self):
         return self.sh("dmesg")
 
