@@ -285,6 +285,47 @@ def test_crash_before_init_boots_again(capsys):
             v.close()
 
 
+@pytest.mark.quick
+def test_silent_boot_boots_again(capsys):
+    """A kernel that goes silent before our /init (CI, stop 16's cold run:
+    6.1 quiet after "pnp: PnP ACPI: found 6 devices") is given up after
+    boot_stall seconds of silence, not boot_timeout, with a hang report, and
+    booted once more; a second silent boot is raised.  A VM started paused
+    (-S) prints nothing at all: the same symptom, from QEMU itself."""
+    r = roots.root("bookworm")
+    made = []
+
+    def make(silent):
+        def build():
+            v = VM.for_root(r, intree_only=True, name="harness-silent", boot_stall=10,
+                            extra_args=["-S"] if silent(len(made)) else [])
+            made.append(v)
+            return v
+        return build
+
+    try:
+        t0 = time.monotonic()
+        v = vmlib.boot(make(lambda n: n == 0))
+        assert len(made) == 2
+        assert made[0].console_text() == ""
+        assert v.sh("echo up").strip() == "up"
+        out = capsys.readouterr().out
+        assert "hung while booting, before /init ran; booting again" in out, out
+        assert "the console silent for 1" in out, out
+        assert "hang report (registers in" in out, out
+        assert os.path.exists(os.path.join(made[0].rundir, "hang-registers.txt"))
+        # boot_timeout is 300 s: the silence alone ended the first boot
+        assert time.monotonic() - t0 < 150
+        v.close()
+        del made[:]
+        with pytest.raises(TimeoutError, match="silent for"):
+            vmlib.boot(make(lambda n: True))
+        assert len(made) == 2
+    finally:
+        for v in made:
+            v.close()
+
+
 # ------------------------------------------- the failure report carries logs
 
 @pytest.mark.quick

@@ -10,12 +10,12 @@ VM(kernel, initrd, append="", *, name="vm", mem_mb=2048, smp=2,
    machine="q35", cpu="max", accel="tcg", balloon=True,
    balloon_id="balloon0", balloon_opts=None, balloon_device="virtio-balloon-pci",
    disk=None, disk_overlay=True, extra_args=(), qemu_binary="qemu-system-x86_64",
-   qemu_root=None, qemu_prefix=(), binds=(), boot_timeout=300,
+   qemu_root=None, qemu_prefix=(), binds=(), boot_timeout=300, boot_stall=60,
    ready_marker="VMH-READY", fail_patterns=FAIL_PATTERNS, shell=True,
    shell_timeout=120, max_lifetime=3600, arch="x86_64")
     Builds: qemu-system-x86_64 -accel tcg -machine q35 -cpu max -smp 2 -m 2048
       -nodefaults -display none -no-reboot -nic none -kernel -initrd -append
-      "console=ttyS0 panic=-1 no_timer_check <append>", ttyS0 -> <rundir>/console.log,
+      "console=ttyS0 panic=-1 <BASE_APPEND> <append>", ttyS0 -> <rundir>/console.log,
       ttyS1 -> unix socket (guest shell), -qmp unix socket, and (balloon=True)
       -device <balloon_device>,id=<balloon_id>[,<balloon_opts>].  On q35 the
       balloon sits behind a pcie-root-port so device_del (hot-unplug) works.
@@ -109,7 +109,14 @@ FAIL_PATTERNS = (r"Kernel panic", r"\bBUG:", r"\bOops\b",
 # A TCG vCPU on a loaded host can miss the kernel's early check that the
 # timer interrupt works through the IO-APIC, which then panics ("IO-APIC +
 # timer doesn't work!").  The check only guards against broken hardware.
-BASE_APPEND = "no_timer_check"
+# SysRq from boot on, for hang_report() before /init too.
+BASE_APPEND = "no_timer_check sysrq_always_enabled"
+
+# A kernel that prints nothing for this long before our /init runs has hung
+# (seen under two TCG vCPUs: silent after the HPET or PnP lines; the longest
+# quiet stretch of a good boot here is about 6 s): boot() then tries again
+# without waiting for boot_timeout.
+BOOT_STALL = 60
 
 _REGISTRY = []
 _REG_LOCK = threading.Lock()
@@ -144,8 +151,9 @@ def boot(make, retry=True):
         return v
     except TimeoutError as e:
         # The same for a kernel that hung before it ever ran our /init
-        # (seen once on 7.2 under load: silent after "hpet0: 3
-        # comparators" for five minutes).
+        # (seen on 7.2 and 6.1 under load: silent after "hpet0: 3
+        # comparators" or "pnp: PnP ACPI: found 6 devices" until killed),
+        # noticed after boot_stall seconds of silence.
         console = v.console_text()
         v.close()
         if not retry or "VMH-INIT" in console:
@@ -240,7 +248,8 @@ class VM:
                  disk_overlay=True, extra_args=(),
                  qemu_binary=None, qemu_root=None,
                  qemu_prefix=(), binds=(), boot_timeout=300,
-                 ready_marker="VMH-READY", fail_patterns=FAIL_PATTERNS,
+                 boot_stall=BOOT_STALL, ready_marker="VMH-READY",
+                 fail_patterns=FAIL_PATTERNS,
                  shell=True, shell_timeout=120, max_lifetime=3600,
                  arch="x86_64"):
         self.arch = arch
@@ -270,7 +279,7 @@ class VM:
         self.qemu_root = qemu_root
         self.qemu_prefix = list(qemu_prefix)
         self.binds = list(binds)
-        self.boot_timeout = boot_timeout
+        self.boot_timeout, self.boot_stall = boot_timeout, boot_stall
         self.ready_marker = ready_marker
         self.fail_rx = re.compile("|".join(fail_patterns)) if fail_patterns else None
         self.want_shell = shell
@@ -421,8 +430,14 @@ class VM:
         return self.proc is not None and self.proc.poll() is None
 
     def wait_boot(self):
-        m = self.wait_console(re.escape(self.ready_marker) + r" ([\d.]+)",
-                              self.boot_timeout, what="boot")
+        try:
+            m = self.wait_console(re.escape(self.ready_marker) + r" ([\d.]+)",
+                                  self.boot_timeout, what="boot",
+                                  quiet_until=("VMH-INIT", self.boot_stall))
+        except TimeoutError as e:
+            report = self.hang_report()
+            raise TimeoutError("%s\n%s%s" % (str(e).split("\n", 1)[0], report,
+                                             self._context(100))) from None
         self.guest_uptime_ready = float(m.group(1))
         if self.want_shell:
             self._shell = GuestShell(self.shell_path, timeout=self.shell_timeout,
@@ -584,18 +599,29 @@ class VM:
                 raise GuestCrash("%s: %s\n%s" % (self.name, self._failure, self._context()))
             raise VMError("%s: QEMU exited\n%s" % (self.name, self._context()))
 
-    def wait_console(self, pattern, timeout, what=None):
+    def wait_console(self, pattern, timeout, what=None, quiet_until=None):
+        """quiet_until=(marker, seconds): until the marker is printed, a
+        console silent for that many seconds is a timeout too."""
         rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline, size, changed = now + timeout, -1, now
         while True:
             self.check()
-            m = rx.search(self.console_text())
+            text = self.console_text()
+            m = rx.search(text)
             if m:
                 return m
-            if time.monotonic() > deadline:
-                raise TimeoutError("%s: %s (console %r) not seen in %.0f s\n%s" %
-                                   (self.name, what or "pattern", pattern, timeout,
-                                    self._context()))
+            now = time.monotonic()
+            if len(text) != size:
+                size, changed = len(text), now
+            quiet = (quiet_until is not None and quiet_until[0] not in text and
+                     now - changed > quiet_until[1])
+            if now > deadline or quiet:
+                raise TimeoutError("%s: %s (console %r) not seen in %.0f s%s\n%s" % (
+                    self.name, what or "pattern", pattern, timeout - (deadline - now),
+                    ", the console silent for %.0f s before %s" % (
+                        now - changed, quiet_until[0]) if quiet else "",
+                    self._context()))
             time.sleep(0.05)
 
     # ------------------------------------------------------------------ guest
