@@ -39,6 +39,9 @@ if [ ! -x "$dir/scripts/checkpatch.pl" ]; then
 	cp "$tmp/$top/scripts/"* "$dir.new/scripts/"
 	rm -rf "$dir"
 	mv "$dir.new" "$dir"
+	# the exec below ends the shell without running the EXIT trap
+	rm -rf "$tmp"
+	trap - EXIT
 fi
 
 # --no-tree: we are not a kernel tree; the spelling and const-struct lists
