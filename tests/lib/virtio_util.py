@@ -94,8 +94,11 @@ def our_stats_tags(root, kver):
     return n
 
 
-def guest_program(name, root=None):
-    src = os.path.join(roots.REPO, "tests", "guest", name + ".c")
+def guest_program(name, root=None, srcdir=None):
+    """A static build of <srcdir, default tests/guest>/<name>.c for the
+    root's architecture (the host's gcc, or the arm64 root's own), cached
+    by source."""
+    src = os.path.join(srcdir or os.path.join(roots.REPO, "tests", "guest"), name + ".c")
     with open(src, "rb") as f:
         h = hashlib.sha256(f.read()).hexdigest()[:16]
     arm = root is not None and initramfs.root_arch(root) == "aarch64"

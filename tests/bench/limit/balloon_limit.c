@@ -21,7 +21,7 @@
 
 static unsigned int order;
 module_param(order, uint, 0444);
-MODULE_PARM_DESC(order, "allocation order: 0 (4 KiB pages) or 9 (2 MiB blocks)");
+MODULE_PARM_DESC(order, "allocation order: 0 (single pages) or 9 (2 MiB blocks on 4 KiB pages)");
 
 static unsigned long nr_frames = 262144;
 module_param(nr_frames, ulong, 0444);
@@ -58,7 +58,8 @@ static int __init balloon_limit_init(void)
 	/* order 9 is the largest every kernel from 5.10 to 7.2 can give */
 	if (order > 9 || !nr_frames)
 		return -EINVAL;
-	nr_blocks = nr_frames >> order;
+	/* frames are 4 KiB whatever the page size, as in the balloon protocol */
+	nr_blocks = nr_frames >> (PAGE_SHIFT - 12) >> order;
 	pages = kvmalloc_array(nr_blocks, sizeof(*pages), GFP_KERNEL);
 	if (!pages)
 		return -ENOMEM;
