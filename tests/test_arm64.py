@@ -155,10 +155,10 @@ test_rmmod_while_inflated = _core(test_virtio.test_rmmod_while_inflated)
 @pytest.mark.parametrize("suite", SUITES, scope="module")
 def test_inflate_timing_vs_intree(std, timing):
     """The kernel's own driver inflates and deflates 1 GiB in the same VM
-    as test_inflate_1g_and_back measured ours (the figures, ours vs
-    in-tree on arm64, go to timings.json: make bench has no arm64 row),
-    and ours binds again afterwards with nothing leaked.  On amd64 the
-    comparison is make bench's (alternating, medians)."""
+    as test_inflate_1g_and_back measured ours (one run each, to
+    timings.json), and ours binds again afterwards with nothing leaked.
+    The comparison itself is make bench's (BENCH_SUITES with the arm64
+    kernels: alternating rounds, medians)."""
     vm = std.vm
     std.load_intree()
     assert std.driver_version() != VERSION and std.bound()
