@@ -77,11 +77,6 @@ VMW_PAGES = 256 * 256           # 256 MiB in 4 KiB pages
 
 # ------------------------------------------------------------ guest tools
 
-def guest_tool(name, root):
-    """tests/bench/guest/<name>.c built for the root's architecture."""
-    return guest_program(name, root, srcdir=os.path.join(HERE, "guest"))
-
-
 def cpu_busy(vm):
     """Guest CPU time (s) spent not idle, all CPUs, since boot."""
     v = [int(x) for x in vm.sh("head -n1 /proc/stat").split()[1:]]
@@ -239,8 +234,9 @@ def limit(vm, order):
 def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
     arch = roots.arch(suite)
     ko = build.modules(root, k, only=("virtio_balloon",))["virtio_balloon"]
-    files = {"/bench/" + t: guest_tool(t, root) for t, row in GUEST_TOOLS.items()
-             if row in rows}
+    # tests/bench/guest/<tool>.c, built for the root's architecture
+    files = {"/bench/" + t: guest_program(t, root, srcdir=os.path.join(HERE, "guest"))
+             for t, row in GUEST_TOOLS.items() if row in rows}
     files["/bench/balloon_limit.ko"] = build.external(
         root, os.path.join(HERE, "limit"), k)["balloon_limit"]
     initrd = vmwhost.initrd_plus(initramfs.build(root, k, ko=[ko]), files)
