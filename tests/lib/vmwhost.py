@@ -36,7 +36,7 @@ initrd_plus(initrd, files) -> an initramfs with more files appended
 Host(path)                          client of the control socket
     cmd(line) -> [output lines]     raises HostError on "err ..."
     set_target(pages), set_caps(mask), inject_reset(), reset_mid_batch(k=None),
-    busy(n), pin(*pfns), unpin(*pfns), notneeded(*pfns), refuse_next(n, status),
+    busy(n), busy_entry(k, direction=None), pin(*pfns), unpin(*pfns), notneeded(*pfns), refuse_next(n, status),
     accept_every(n, status=None), clear_faults(), clear_stats(), start_reply("and"|"host"), clamp(on), poison(on)
     state() -> {key: int or str}    ("0x2e" caps come back as ints)
     locked() -> {pfn: order}        log(n=32) -> [dict]
@@ -244,6 +244,12 @@ class Host:
 
     def busy(self, n):
         self.cmd("busy %d" % n)
+
+    def busy_entry(self, k, direction=None):
+        """The k-th lock/unlock entry from now (single command or batch
+        entry; only "lock" or "unlock" ones if direction says so) answers
+        BUSY; state busy_entry_left counts down to 0."""
+        self.cmd("busy-entry %d%s" % (k, " " + direction if direction else ""))
 
     def _pfns(self, verb, pfns):
         pfns = list(pfns)

@@ -158,6 +158,9 @@ static struct host {
 	/* fault injection */
 	GHashTable *pinned, *notneeded;	/* pfn -> 1 */
 	uint64_t busy_left;
+	uint64_t busy_entry_left;	/* 0: off; K: the K-th lock/unlock entry */
+	int busy_entry_dir;		/* -1: either; 1: lock; 0: unlock */
+	uint64_t busy_entries;		/* entries answered BUSY that way */
 	uint64_t refuse_left;
 	uint32_t refuse_status;
 	uint64_t accept_every;		/* 0: off; N: only every N-th lock entry */
@@ -358,6 +361,12 @@ static uint32_t page_op(const char *op, uint64_t pfn, unsigned int order,
 	if (!range_is_ram(pfn, order)) {
 		proto_err("%s: pfn 0x%" PRIx64 " is beyond guest RAM", op, pfn);
 		return ST_PPN_INVALID;
+	}
+	if (h.busy_entry_left &&
+	    (h.busy_entry_dir < 0 || h.busy_entry_dir == lock) &&
+	    !--h.busy_entry_left) {
+		h.busy_entries++;
+		return ST_BUSY;
 	}
 	if (!lock) {
 		if (locked_order(pfn) != (int)order) {
@@ -621,6 +630,8 @@ static void dump_state(FILE *f)
 	fprintf(f, "before_start %" PRIu64 "\n", h.before_start);
 	fprintf(f, "commands %" PRIu64 "\n", h.commands);
 	fprintf(f, "busy_left %" PRIu64 "\n", h.busy_left);
+	fprintf(f, "busy_entry_left %" PRIu64 "\n", h.busy_entry_left);
+	fprintf(f, "busy_entries %" PRIu64 "\n", h.busy_entries);
 	fprintf(f, "refuse_left %" PRIu64 "\n", h.refuse_left);
 	fprintf(f, "accept_every %" PRIu64 "\n", h.accept_every);
 	fprintf(f, "reset_pending %d\n", h.reset_pending);
@@ -1025,6 +1036,7 @@ static void show_log(GString *out, uint64_t n)
 
 static const char ctl_help[] =
 	"target N | caps N | start-reply and|host | reset | reset-mid-batch [K] | busy N | "
+	"busy-entry K [lock|unlock] | "
 	"pin PFN... | unpin PFN... | notneeded PFN... | refuse-next N STATUS | "
 	"accept-every N [STATUS] | clear-faults | clear-stats | clamp on|off | poison on|off | "
 	"verbose on|off | state | locked | log [N] | help | quit";
@@ -1085,6 +1097,16 @@ static const char *ctl_exec(char *line, GString *out, bool *quit)
 		if (!parse_u64(a, &v))
 			return "usage: busy N";
 		h.busy_left = v;
+	} else if (!strcmp(cmd, "busy-entry")) {
+		int dir = -1;
+
+		if (argc > 3 || !parse_u64(a, &v) ||
+		    (b && strcmp(b, "lock") && strcmp(b, "unlock")))
+			return "usage: busy-entry K [lock|unlock] (K-th entry from now; 0: off)";
+		if (b)
+			dir = !strcmp(b, "lock");
+		h.busy_entry_left = v;
+		h.busy_entry_dir = dir;
 	} else if (!strcmp(cmd, "pin") || !strcmp(cmd, "notneeded") ||
 		   !strcmp(cmd, "unpin")) {
 		/* all PFNs are checked before any is taken */
@@ -1128,6 +1150,7 @@ static const char *ctl_exec(char *line, GString *out, bool *quit)
 		g_hash_table_remove_all(h.pinned);
 		g_hash_table_remove_all(h.notneeded);
 		h.busy_left = h.refuse_left = h.accept_every = 0;
+		h.busy_entry_left = 0;
 		h.reset_pending = h.mid_batch_pending = false;
 	} else if (!strcmp(cmd, "clear-stats")) {
 		NOARG();
@@ -1136,7 +1159,7 @@ static const char *ctl_exec(char *line, GString *out, bool *quit)
 		memset(h.status_count, 0, sizeof(h.status_count));
 		h.protocol_errors = h.poison_violations = h.host_errors = 0;
 		h.refused_entries = h.resets_injected = h.starts = 0;
-		h.before_start = 0;
+		h.before_start = h.busy_entries = 0;
 		h.last_error[0] = 0;
 	} else if (!strcmp(cmd, "clamp") || !strcmp(cmd, "poison") ||
 		   !strcmp(cmd, "verbose")) {
