@@ -39,10 +39,19 @@ with QEMU's arm64 "max" CPU model and run the inflate, limit and pressure
 rows; the frames stay 4 KiB ones on 16 KiB pages (1 GiB is 1 GiB).
 
 Reported: medians and ratios ours / in-tree (OOM kills: the sum over all
-rounds), with the host load at the start and end of each suite's run.
-Nothing passes or fails on timings: TCG timings swing with host load, which
-is why the drivers alternate in the same VM.  Writes out/bench/bench.md,
-bench.json and bench.png (balloon size over time, last round, both drivers).
+rounds), with the host's 1-minute load average taken before each round
+(printed beside each round's figures and under each table) and at the
+start and end of each pass; a table whose rounds started above load
+LOAD_HIGH (1.5) says so in its title.  Nothing passes or fails on timings:
+TCG timings swing with host load, which is why the drivers alternate in
+the same VM.
+
+Writes its results into doc/bench.md (BENCH_DOC, or --doc; "" for none):
+the section of this run's settings (BENCH_SUITES, BENCH_ROWS, BENCH_CPUS),
+between its "bench-run" comment lines, is replaced, or appended when new;
+the rest of the file is kept as it is.  Also out/bench/bench.md (this run
+alone), bench.json and bench.png (balloon size over time, last round, both
+drivers).
 """
 import argparse
 import json
@@ -73,6 +82,10 @@ PRESSURE_OVER_MIB = 256
 THP_MIB = 512
 AGE_DIR = "/bench-age"
 VMW_PAGES = 256 * 256           # 256 MiB in 4 KiB pages
+# Above this 1-minute host load a table's rounds are marked: on this
+# 2-core host, TCG times then stretch and scatter.
+LOAD_HIGH = 1.5
+DOC = os.path.join(REPO, "doc", "bench.md")
 
 
 # ------------------------------------------------------------ guest tools
@@ -243,7 +256,7 @@ def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
     mem = mem_mb << 20
     paths = {"in-tree": "/lib/modules/%s/kernel/drivers/virtio/virtio_balloon.ko" % k,
              "ours": "/lib/modules/%s/updates/virtio_balloon.ko" % k}
-    res = {"in-tree": [], "ours": [], "limit": []}
+    res = {"in-tree": [], "ours": [], "limit": [], "loads": []}
     tag = "%s %s" % (suite, cpu)
 
     # no balloon driver at boot: each round loads the one it times
@@ -260,10 +273,13 @@ def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
         press_mib = vm.meminfo()["MemFree"] // 1024 - 1024 + PRESSURE_OVER_MIB
         drivers = bool({"inflate", "thp", "aged", "pressure"} & set(rows))
         for i in range(rounds):
+            load = os.getloadavg()[0]
+            res["loads"].append(load)
             for which in (WHO if i % 2 == 0 else WHO[::-1]) if drivers else ():
                 r = driver_round(vm, paths[which], mem, rows, press_mib)
                 res[which].append(r)
-                print("%s %s round %d: %s" % (tag, which, i, brief(r)), flush=True)
+                print("%s %s round %d (load %.1f): %s" % (tag, which, i, load, brief(r)),
+                      flush=True)
             lim = {}
             if {"pressure", "limit"} & set(rows):
                 prefault(vm)      # then neither step below drops a page
@@ -274,7 +290,8 @@ def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
                     lim.update(limit(vm, order))
             if lim:
                 res["limit"].append(lim)
-                print("%s limit round %d: %s" % (tag, i, brief(lim)), flush=True)
+                print("%s limit round %d (load %.1f): %s" % (tag, i, load, brief(lim)),
+                      flush=True)
     finally:
         vm.close()
     return res
@@ -305,7 +322,7 @@ def vmw_wait(vm, pages, timeout=600):
 
 def vmware_pass(suite, root, k, cpu, rounds):
     ko = build.modules(root, k, only=("vmw_balloon",))["vmw_balloon"]
-    res = {"in-tree": [], "ours": []}
+    res = {"in-tree": [], "ours": [], "loads": []}
     vm = boot(lambda: vmwhost.vmware_vm(root, mem_mb=1024, smp=2, target=0, ko=[ko],
                                         intree_only=False, modules=("vmw_vmci",),
                                         cpu=vmware_cpu(cpu), name="bench-vmw-" + suite))
@@ -313,6 +330,8 @@ def vmware_pass(suite, root, k, cpu, rounds):
         intree = vm.sh("find /lib/modules/%s/kernel -name vmw_balloon.ko" % k).split()[0]
         paths = {"in-tree": intree, "ours": "/lib/modules/%s/updates/vmw_balloon.ko" % k}
         for i in range(rounds):
+            load = os.getloadavg()[0]
+            res["loads"].append(load)
             for which in (WHO if i % 2 == 0 else WHO[::-1]):
                 vm.sh("insmod %s" % paths[which])
                 vm.host.set_target(VMW_PAGES)
@@ -322,7 +341,8 @@ def vmware_pass(suite, root, k, cpu, rounds):
                 vm.sh("rmmod vmw_balloon")
                 r = {"vmw_inflate_s": tin, "vmw_deflate_s": tout}
                 res[which].append(r)
-                print("%s %s vmware round %d: %s" % (suite, which, i, brief(r)), flush=True)
+                print("%s %s vmware round %d (load %.1f): %s" % (suite, which, i, load, brief(r)),
+                      flush=True)
         vmwhost.assert_clean(vm)
     finally:
         vm.close()
@@ -411,20 +431,34 @@ def suite_rows(suite, rows):
     return [r for r in rows if r in ARM64_ROWS]
 
 
+def round_loads(p):
+    """The 1-minute host loads taken before the rounds of one pass."""
+    return p.get("loads", []) + p.get("vmw_loads", [])
+
+
 def table(suite, passes, cpus, rows, left_out=()):
     head = "| metric |" + "".join(" in-tree | ours | ours / in-tree |" for _ in cpus)
     sub = "|---|" + "---|---|---|" * len(cpus)
-    lines = ["**%s (%s)** — columns: %s" % (
+    loads = [x for c in cpus for x in round_loads(passes[c])]
+    high = [x for x in loads if x > LOAD_HIGH]
+    mark = (" — **rounds ran above host load %.1f** (%d of %d, up to %.1f): "
+            "slower, noisier times" % (LOAD_HIGH, len(high), len(loads), max(high))
+            if high else "")
+    lines = ["**%s (%s)** — columns: %s%s" % (
         suite, passes[cpus[0]].get("kernel", "?"),
-        "; ".join("`-cpu %s`" % c for c in cpus)), "", head, sub]
+        "; ".join("`-cpu %s`" % c for c in cpus), mark), "", head, sub]
     cols = [rows_for(passes[c], rows) for c in cpus]
     for i, (label, *_) in enumerate(cols[0]):
         lines.append("| %s |" % label + "".join(" %s | %s | %s |" % tuple(c[i][1:]) for c in cols))
     loads = []
     for c in cpus:
         p = passes[c]
-        loads.append("`%s` %.1f → %.1f (%.0f s)" % (c, p["load"][0], p["load"][1],
-                                                   p["seconds"]))
+        each = " ".join("%.1f" % x for x in p.get("loads", []))
+        if p.get("vmw_loads"):
+            each += "%sVMware %s" % (", " if each else "",
+                                     " ".join("%.1f" % x for x in p["vmw_loads"]))
+        loads.append("`%s` %.1f → %.1f (%.0f s; before each round: %s)" % (
+            c, p["load"][0], p["load"][1], p["seconds"], each or "—"))
         loads += ["`%s` FAILED %s" % (c, e) for e in p.get("errors", ())]
     lines += ["", "Host load (1-min average) start → end, wall time: " + "; ".join(loads)]
     why = {"vmware": "vmware needs an x86 guest",
@@ -480,6 +514,50 @@ def source_state():
     return "commit %s%s" % (head, " with uncommitted changes in src/" if dirty else "")
 
 
+def run_settings(suites, rows, cpus):
+    """What names a run's section in doc/bench.md: its environment."""
+    return 'BENCH_SUITES="%s" BENCH_ROWS="%s" BENCH_CPUS="%s"' % (
+        " ".join(suites.split()), " ".join(rows), " ".join(cpus))
+
+
+DOC_HEAD = """# make bench results
+
+This file is written by `make bench` (tests/bench/bench.py).  Each run
+replaces the section of its settings (`BENCH_SUITES`, `BENCH_ROWS`,
+`BENCH_CPUS`), between its `bench-run` comment lines, or adds one; the rest
+is kept as it is.  Do not edit the sections by hand: run `make bench` again.
+"""
+
+
+def section(settings, rounds, md):
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return ("<!-- bench-run: %s -->\n### %s make bench\n\n%s, %d rounds.\n\n%s"
+            "<!-- bench-run end -->\n" % (settings, settings, when, rounds, md))
+
+
+def write_doc(path, settings, sec):
+    """Put sec in place of the section of these settings in path (or at
+    its end), keeping everything else."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = DOC_HEAD
+    start = "<!-- bench-run: %s -->\n" % settings
+    i = text.find(start)
+    if i < 0:
+        text = text.rstrip("\n") + "\n\n" + sec
+    else:
+        end = "<!-- bench-run end -->\n"
+        j = text.find(end, i)
+        j = len(text) if j < 0 else j + len(end)
+        text = text[:i] + sec + text[j:]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--suites", default=os.environ.get("BENCH_SUITES", "bookworm sid"))
@@ -487,6 +565,9 @@ def main():
     ap.add_argument("--rows", default=os.environ.get("BENCH_ROWS", " ".join(ROWS)))
     ap.add_argument("--cpus", default=os.environ.get("BENCH_CPUS", "max max,erms=off"))
     ap.add_argument("--out", default=os.path.join(REPO, "out", "bench"))
+    ap.add_argument("--doc", default=os.environ.get("BENCH_DOC", DOC),
+                    help='the results file whose section of these settings this run '
+                         'replaces ("" for none; default doc/bench.md)')
     a = ap.parse_args()
     rows = a.rows.split()
     bad = set(rows) - set(ROWS)
@@ -513,7 +594,9 @@ def main():
                     if part == "virtio":
                         p.update(virtio_pass(suite, root, k, cpu, a.rounds, srows))
                         continue
-                    for who, runs in vmware_pass(suite, root, k, cpu, a.rounds).items():
+                    vres = vmware_pass(suite, root, k, cpu, a.rounds)
+                    p["vmw_loads"] = vres.pop("loads")
+                    for who, runs in vres.items():
                         lst = p.setdefault(who, [])
                         for i, r in enumerate(runs):
                             if i < len(lst):
@@ -542,10 +625,15 @@ def main():
     print(md)
     with open(os.path.join(a.out, "bench.md"), "w") as f:
         f.write(md)
+    if a.doc:
+        settings = run_settings(a.suites, rows, cpus)
+        write_doc(a.doc, settings, section(settings, a.rounds, md))
+        print("bench: results written to %s" % a.doc)
     with open(os.path.join(a.out, "bench.json"), "w") as f:
         json.dump({"rounds": a.rounds, "rows": rows, "cpus": cpus, "wall_s": wall, "src": src,
                    "suites": {s: {c: {x: ([{kk: vv for kk, vv in r.items() if kk != "trace"}
-                                            for r in y] if isinstance(y, list) else y)
+                                            if isinstance(r, dict) else r for r in y]
+                                           if isinstance(y, list) else y)
                                       for x, y in p.items()}
                                   for c, p in ps.items()}
                               for s, ps in results.items()}}, f, indent=1)
