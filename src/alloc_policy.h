@@ -15,8 +15,8 @@
  *    they are asked for without __GFP_MOVABLE so that they never come
  *    from ZONE_MOVABLE or CMA, whose pages must stay movable.
  *
- * Frames go to the host in batches: up to VB_BATCH_REQS requests of at
- * most VB_PFNS_MAX frames each per notification, and the driver waits
+ * Frames go to the host in batches: up to VB_BATCH_REQS requests (of the
+ * shape request_shape.h picks) per notification, and the driver waits
  * once per batch.  The first batch after a new target is one request of
  * single pages, as the kernel's own driver sends, so the host sees the
  * balloon move as soon as it would with that driver; batches then grow
@@ -31,9 +31,8 @@
 #include <linux/virtio_balloon.h>
 
 /*
- * Frames in one request (one descriptor).  Never more: Firecracker
- * skips longer descriptors without an error (MAX_PAGES_IN_DESC is 256),
- * so the host would silently keep memory the guest thinks it gave back.
+ * Frames in one short request (one descriptor), what every device model
+ * takes; request_shape.h says when a request may hold a whole block.
  */
 #define VB_PFNS_MAX		256
 /* Requests per notification, if the ring has room for them. */

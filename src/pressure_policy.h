@@ -126,4 +126,14 @@ static inline unsigned long vb_pressure_hold(struct vb_pressure *p)
 	return 0;
 }
 
+/* Jiffies left of the hold, for the status view (no side effects). */
+static inline unsigned long vb_pressure_left(const struct vb_pressure *p)
+{
+	unsigned long until = READ_ONCE(p->hold_until);
+
+	if (!READ_ONCE(p->hold_ms) || time_after_eq(jiffies, until))
+		return 0;
+	return until - jiffies;
+}
+
 #endif /* BALLOON_PRESSURE_POLICY_H */

@@ -28,6 +28,7 @@
 #define pr_fmt(fmt) "balloon-dkms: " KBUILD_MODNAME ": " fmt
 
 #include <linux/debugfs.h>
+#include <linux/memory.h>
 #include <linux/device.h>
 #include <linux/mm.h>
 #include <linux/module.h>
@@ -56,6 +57,8 @@
 #include "compat/virtio.h"
 #include "alloc_policy.h"
 #include "pressure_policy.h"
+#include "request_shape.h"
+#include "zone_guard.h"
 
 #define BALLOON_TRACE_VIRTIO
 #define CREATE_TRACE_POINTS
@@ -112,6 +115,29 @@ module_param_cb(floor_mb, &floor_mb_ops, &floor_mb, 0644);
 MODULE_PARM_DESC(floor_mb,
 		 "memory in MiB the guest keeps whatever the host asks: -1 = a 32nd of RAM (16 MiB to 1 GiB), 0 = none");
 
+static unsigned int request_frames;
+
+static int request_frames_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int n;
+
+	if (kstrtouint(val, 0, &n) || (n && n != VB_REQ_SHORT && n != VB_REQ_LONG)) {
+		pr_err("request_frames must be 0 (by transport), %u or %u, not '%s'\n",
+		       VB_REQ_SHORT, VB_REQ_LONG, strim((char *)val));
+		return -EINVAL;
+	}
+	WRITE_ONCE(request_frames, n);
+	return 0;
+}
+
+static const struct kernel_param_ops request_frames_ops = {
+	.set = request_frames_set,
+	.get = param_get_uint,
+};
+module_param_cb(request_frames, &request_frames_ops, &request_frames, 0444);
+MODULE_PARM_DESC(request_frames,
+		 "frames per request: 0 = by transport (512 on PCI, a 2 MiB block whole; 256 elsewhere), 256 or 512");
+
 /* Queue numbers; a queue whose feature is off gets no slot. */
 enum {
 	VB_VQ_INFLATE,
@@ -124,8 +150,9 @@ enum {
 
 /* Which work keeps the system awake (see vb_stay_awake()). */
 enum {
-	VB_WAKE_SIZE = BIT(0),
-	VB_WAKE_STATS = BIT(1),
+	VB_WAKE_SIZE,
+	VB_WAKE_STATS,
+	VB_WAKE_NR
 };
 
 struct virtio_balloon {
@@ -151,7 +178,11 @@ struct virtio_balloon {
 	/* Frames per batch now, and at most (what the rings hold). */
 	unsigned int batch;
 	unsigned int batch_max;
-	__virtio32 pfns[VB_BATCH_MAX];
+	/* Frames per request (request_shape.h). */
+	unsigned int req_frames;
+	/* Frames of the requests under way: VB_BATCH_MAX, or what fitted. */
+	__virtio32 *pfns;
+	unsigned int pfns_order;
 	/* Completions of inflate, deflate and reporting requests. */
 	wait_queue_head_t acked;
 	/* Requests and notifications sent, largest request (frames). */
@@ -198,6 +229,9 @@ struct virtio_balloon {
 	unsigned long hint_sent;
 
 	struct notifier_block oom_nb;
+	/* Gives blocks back before their memory goes offline. */
+	struct notifier_block memory_nb;
+	unsigned long offline_frames;
 	unsigned long oom_frames;
 	struct page_reporting_dev_info pr_dev_info;
 	bool reporting;
@@ -209,9 +243,14 @@ struct virtio_balloon {
 
 	/* Keeps suspend away while host requests are being handled. */
 	struct wakeup_source *ws;
-	/* Protects wakeup_pending: set from interrupts, cleared by work. */
+	/*
+	 * Protects wakeup_pending and wakeup_seq: set from interrupts,
+	 * cleared by work.  Each host event bumps its reason's sequence
+	 * number, so work relaxes only for the events it has seen.
+	 */
 	spinlock_t wakeup_lock;
 	unsigned int wakeup_pending;
+	unsigned long wakeup_seq[VB_WAKE_NR];
 };
 
 static const struct virtio_device_id id_table[] = {
@@ -224,6 +263,12 @@ static bool vb_has(struct virtio_balloon *vb, unsigned int fbit)
 	return virtio_has_feature(vb->vdev, fbit);
 }
 
+/*
+ * A host event (@why) is about to queue work: keep the system awake
+ * until that work has handled it.  Called before queueing, under the
+ * lock that orders events, so the work can never miss the event's
+ * sequence number.
+ */
 static void vb_stay_awake(struct virtio_balloon *vb, unsigned int why)
 {
 	unsigned long flags;
@@ -231,20 +276,50 @@ static void vb_stay_awake(struct virtio_balloon *vb, unsigned int why)
 	spin_lock_irqsave(&vb->wakeup_lock, flags);
 	if (!vb->wakeup_pending)
 		__pm_stay_awake(vb->ws);
-	vb->wakeup_pending |= why;
+	vb->wakeup_pending |= BIT(why);
+	vb->wakeup_seq[why]++;
 	spin_unlock_irqrestore(&vb->wakeup_lock, flags);
 }
 
-static void vb_relax(struct virtio_balloon *vb, unsigned int why)
+/* What work has seen of the events for @why, read as it starts. */
+static unsigned long vb_awake_seq(struct virtio_balloon *vb, unsigned int why)
+{
+	unsigned long flags, seq;
+
+	spin_lock_irqsave(&vb->wakeup_lock, flags);
+	seq = vb->wakeup_seq[why];
+	spin_unlock_irqrestore(&vb->wakeup_lock, flags);
+	return seq;
+}
+
+/*
+ * Work for @why has handled every event up to @seq.  An event that came
+ * after that has queued the work again, which holds the system awake in
+ * its turn: only relax when no event came.
+ */
+static void vb_relax(struct virtio_balloon *vb, unsigned int why,
+		     unsigned long seq)
 {
 	unsigned long flags;
 
 	spin_lock_irqsave(&vb->wakeup_lock, flags);
-	if (vb->wakeup_pending & why) {
-		vb->wakeup_pending &= ~why;
+	if ((vb->wakeup_pending & BIT(why)) && vb->wakeup_seq[why] == seq) {
+		vb->wakeup_pending &= ~BIT(why);
 		if (!vb->wakeup_pending)
 			__pm_relax(vb->ws);
 	}
+	spin_unlock_irqrestore(&vb->wakeup_lock, flags);
+}
+
+/* No work will run any more: nothing keeps the system awake. */
+static void vb_relax_all(struct virtio_balloon *vb)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vb->wakeup_lock, flags);
+	if (vb->wakeup_pending)
+		__pm_relax(vb->ws);
+	vb->wakeup_pending = 0;
 	spin_unlock_irqrestore(&vb->wakeup_lock, flags);
 }
 
@@ -267,11 +342,15 @@ static bool vb_reap(struct virtqueue *vq, unsigned int *left)
 
 /*
  * Hand the host the first @nr frames of vb->pfns, in requests of at most
- * VB_PFNS_MAX frames, with one notification, and wait until it has taken
- * them all.  Returns 0 when it has; -EIO when the device broke (surprise
- * removal: nobody is left to tell, so a deflation carries on as if told,
- * and nobody takes the pages of an inflation); any other error when the
- * host was not told.
+ * vb->req_frames (blocks come first, so each lands whole in one request
+ * when a request holds a block), with one notification, and wait until it has taken
+ * them all.  All or nothing: the requests are queued only when the ring
+ * has room for every one of them (each is one descriptor: indirect ones
+ * are off), so only a device that breaks on the way can take part of
+ * them.  Returns 0 when the host took them all; -EIO when the device
+ * broke (surprise removal: nobody is left to tell, so a deflation
+ * carries on as if told, and nobody takes the pages of an inflation);
+ * -ENOSPC when the ring had no room and the host was not told.
  */
 static int tell_host(struct virtio_balloon *vb, struct virtqueue *vq,
 		     unsigned int nr)
@@ -280,8 +359,15 @@ static int tell_host(struct virtio_balloon *vb, struct virtqueue *vq,
 	struct scatterlist sg;
 	int err = 0;
 
+	if (vq->num_free < DIV_ROUND_UP(nr, vb->req_frames)) {
+		err = virtqueue_is_broken(vq) ? -EIO : -ENOSPC;
+		dev_err_ratelimited(&vb->vdev->dev, "no room to queue %u frames: %d\n",
+				    nr, err);
+		WRITE_ONCE(vb->last_error, err);
+		return err;
+	}
 	for (off = 0; off < nr; off += len) {
-		len = min_t(unsigned int, nr - off, VB_PFNS_MAX);
+		len = min_t(unsigned int, nr - off, vb->req_frames);
 		sg_init_one(&sg, vb->pfns + off, sizeof(vb->pfns[0]) * len);
 		err = virtqueue_add_outbuf(vq, &sg, 1, vb->pfns + off, GFP_KERNEL);
 		if (err)
@@ -290,12 +376,13 @@ static int tell_host(struct virtio_balloon *vb, struct virtqueue *vq,
 		vb->request_max = max(vb->request_max, len);
 	}
 	if (err) {
+		/* Only a broken ring refuses a request it has room for. */
 		dev_err_ratelimited(&vb->vdev->dev, "cannot queue %u frames: %d\n",
 				    nr - off, err);
-		WRITE_ONCE(vb->last_error, err);
+		WRITE_ONCE(vb->last_error, -EIO);
+		if (!queued)
+			return -EIO;
 	}
-	if (!queued)
-		return virtqueue_is_broken(vq) ? -EIO : err;
 
 	vb->requests += queued;
 	vb->kicks++;
@@ -307,7 +394,7 @@ static int tell_host(struct virtio_balloon *vb, struct virtqueue *vq,
 			return -EIO;
 		}
 	}
-	return err;
+	return err ? -EIO : 0;
 }
 
 static void set_page_pfns(struct virtio_balloon *vb, __virtio32 pfns[],
@@ -371,14 +458,57 @@ static unsigned long inflate_headroom(struct virtio_balloon *vb)
 	return avail > floor ? avail - floor : 0;
 }
 
-/*
- * Inflate by up to @num frames (at most one batch): whole blocks while
- * @num has room for one and the allocator has them free, single pages
- * for the rest.  Returns how many frames went into the balloon.
- */
-static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
+/* Movable single pages for up to @num frames, onto @pages; frames got. */
+static unsigned int alloc_singles(struct list_head *pages, size_t num)
 {
-	unsigned int got = 0, nblocks = 0, at;
+	unsigned int got = 0;
+	struct page *page;
+
+	while (num - got >= VB_FRAMES_PER_PAGE) {
+		page = balloon_page_alloc();
+		if (!page)
+			break;
+		list_add_tail(&page->lru, pages);
+		got += VB_FRAMES_PER_PAGE;
+	}
+	return got;
+}
+
+/*
+ * Whole blocks for up to @num frames, onto @blocks, while the allocator
+ * has them free and the zone guard lets us keep them; frames got.
+ */
+static unsigned int alloc_blocks(struct list_head *blocks, size_t num)
+{
+	unsigned int got = 0;
+	struct page *page;
+
+	while (num - got >= VB_BLOCK_FRAMES) {
+		page = vb_block_alloc();
+		if (!page)
+			break;
+		if (!balloon_zone_may_keep(page)) {
+			vb_block_free(page);
+			break;
+		}
+		list_add_tail(&page->lru, blocks);
+		got += VB_BLOCK_FRAMES;
+	}
+	return got;
+}
+
+/*
+ * Inflate by up to @num frames (at most one batch): movable single pages
+ * while a movable zone has them to spare, then whole blocks while @num
+ * has room for one and the zone guard allows (zone_guard.h), single
+ * pages for the rest.  Returns how many frames went into the balloon, or
+ * -EAGAIN when memory was given back under pressure meanwhile (the
+ * pressure hold applies: nothing goes in).
+ */
+static int fill_balloon(struct virtio_balloon *vb, size_t num)
+{
+	unsigned long given = READ_ONCE(vb->pressure.events);
+	unsigned int got, nblocks, at;
 	u64 t0 = ktime_get_ns();
 	struct page *page;
 	LIST_HEAD(blocks);
@@ -389,26 +519,23 @@ static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
 	num = min_t(size_t, num, inflate_headroom(vb) * (u64)VB_FRAMES_PER_PAGE);
 
 	WRITE_ONCE(vb->filler, current);
-	while (num - got >= VB_BLOCK_FRAMES) {
-		page = vb_block_alloc();
-		if (!page)
-			break;
-		list_add_tail(&page->lru, &blocks);
-		got += VB_BLOCK_FRAMES;
-		nblocks++;
-	}
-	while (num - got >= VB_FRAMES_PER_PAGE) {
-		page = balloon_page_alloc();
-		if (!page)
-			break;
-		list_add_tail(&page->lru, &pages);
-		got += VB_FRAMES_PER_PAGE;
-	}
+	got = alloc_singles(&pages, min_t(u64, num,
+					  balloon_movable_spare() * (u64)VB_FRAMES_PER_PAGE));
+	nblocks = alloc_blocks(&blocks, num - got) / VB_BLOCK_FRAMES;
+	got += nblocks * VB_BLOCK_FRAMES;
+	got += alloc_singles(&pages, num - got);
 	WRITE_ONCE(vb->filler, NULL);
 	if (!got)
 		return 0;
 
 	mutex_lock(&vb->balloon_lock);
+	if (vb->pressure.events != given) {
+		/* The guest needed memory while we took it: let it have it. */
+		mutex_unlock(&vb->balloon_lock);
+		free_page_list(&blocks, true);
+		free_page_list(&pages, false);
+		return -EAGAIN;
+	}
 	at = list_pfns(vb, &blocks, VB_BLOCK_FRAMES, 0);
 	list_pfns(vb, &pages, VB_FRAMES_PER_PAGE, at);
 	err = tell_host(vb, vb->inflate_vq, got);
@@ -438,20 +565,75 @@ static unsigned int fill_balloon(struct virtio_balloon *vb, size_t num)
 }
 
 /*
+ * Tell the host that the @nblocks blocks on @blocks and the pages on
+ * @pages, @frames frames in all, leave the balloon, and free them; the
+ * caller holds balloon_lock.  When the host could not be told, they go
+ * back into the balloon.  Returns the frames that left it.
+ */
+static unsigned int release_lists(struct virtio_balloon *vb, struct list_head *blocks,
+				  unsigned int nblocks, struct list_head *pages,
+				  unsigned int frames)
+{
+	u64 t0 = ktime_get_ns();
+	struct page *page;
+	unsigned int at;
+	int err;
+
+	/*
+	 * With VIRTIO_BALLOON_F_MUST_TELL_HOST the host must hear about the
+	 * pages before the guest uses them again; we always do it that way.
+	 */
+	at = list_pfns(vb, blocks, VB_BLOCK_FRAMES, 0);
+	list_pfns(vb, pages, VB_FRAMES_PER_PAGE, at);
+	err = tell_host(vb, vb->deflate_vq, frames);
+	trace_virtio_balloon_batch(false, frames - nblocks * VB_BLOCK_FRAMES,
+				   nblocks * VB_BLOCK_FRAMES, ktime_get_ns() - t0, err);
+	if (err && err != -EIO) {
+		/* Not told: the pages stay in the balloon. */
+		list_splice(blocks, &vb->blocks);
+		balloon_compat_list_enqueue(&vb->vb_dev_info, pages);
+		return 0;
+	}
+	vb->num_blocks -= nblocks;
+	vb->num_pages -= frames;
+	list_for_each_entry(page, blocks, lru)
+		balloon_compat_block_remove(page, VB_BLOCK_ORDER);
+	free_page_list(blocks, true);
+	free_page_list(pages, false);
+	return frames;
+}
+
+/*
+ * The balloon holds only blocks and less than one is to go: turn one
+ * into single balloon pages (the host keeps every frame of it), so that
+ * the deflation gives back what was asked and no more.
+ */
+static void split_one_block(struct virtio_balloon *vb)
+{
+	struct page *page = list_first_entry(&vb->blocks, struct page, lru);
+	unsigned int i;
+	LIST_HEAD(pages);
+
+	list_del(&page->lru);
+	vb->num_blocks--;
+	balloon_compat_block_remove(page, VB_BLOCK_ORDER);
+	split_page(page, VB_BLOCK_ORDER);
+	for (i = 0; i < BIT(VB_BLOCK_ORDER); i++)
+		list_add_tail(&page[i].lru, &pages);
+	balloon_compat_list_enqueue(&vb->vb_dev_info, &pages);
+}
+
+/*
  * Deflate by up to @num frames (at most one batch); the caller holds
  * balloon_lock.  Whole blocks go first, while @num has room for one;
- * then single pages.  A balloon that holds only blocks gives back a
- * whole one even for less (the caller inflates the difference again).
- * Returns how many frames left the balloon.
+ * then single pages.  Returns how many frames left the balloon.
  */
 static unsigned int __leak_balloon(struct virtio_balloon *vb, size_t num)
 {
-	unsigned int freed = 0, nblocks = 0, npages, at;
-	u64 t0 = ktime_get_ns();
+	unsigned int freed = 0, nblocks = 0, npages;
 	struct page *page, *next;
 	LIST_HEAD(blocks);
 	LIST_HEAD(pages);
-	int err;
 
 	num = min_t(size_t, num, vb->batch_max);
 	num = min_t(size_t, num, vb->num_pages);
@@ -463,40 +645,16 @@ static unsigned int __leak_balloon(struct virtio_balloon *vb, size_t num)
 		freed += VB_BLOCK_FRAMES;
 		nblocks++;
 	}
+	if (!freed && num >= VB_FRAMES_PER_PAGE && !list_empty(&vb->blocks) &&
+	    vb->num_pages - vb->num_blocks * VB_BLOCK_FRAMES < num)
+		split_one_block(vb);
 	/* Pages isolated for migration come back later; take the others. */
 	npages = balloon_compat_list_dequeue(&vb->vb_dev_info, &pages,
 					     (num - freed) / VB_FRAMES_PER_PAGE);
 	freed += npages * VB_FRAMES_PER_PAGE;
-	if (!freed && num && !list_empty(&vb->blocks)) {
-		list_move_tail(vb->blocks.next, &blocks);
-		freed = VB_BLOCK_FRAMES;
-		nblocks = 1;
-	}
 	if (!freed)
 		return 0;
-
-	/*
-	 * With VIRTIO_BALLOON_F_MUST_TELL_HOST the host must hear about the
-	 * pages before the guest uses them again; we always do it that way.
-	 */
-	at = list_pfns(vb, &blocks, VB_BLOCK_FRAMES, 0);
-	list_pfns(vb, &pages, VB_FRAMES_PER_PAGE, at);
-	err = tell_host(vb, vb->deflate_vq, freed);
-	trace_virtio_balloon_batch(false, freed - nblocks * VB_BLOCK_FRAMES,
-				   nblocks * VB_BLOCK_FRAMES, ktime_get_ns() - t0, err);
-	if (err && err != -EIO) {
-		/* Not told: the pages stay in the balloon. */
-		list_splice(&blocks, &vb->blocks);
-		balloon_compat_list_enqueue(&vb->vb_dev_info, &pages);
-		return 0;
-	}
-	vb->num_blocks -= nblocks;
-	vb->num_pages -= freed;
-	list_for_each_entry(page, &blocks, lru)
-		balloon_compat_block_remove(page, VB_BLOCK_ORDER);
-	free_page_list(&blocks, true);
-	free_page_list(&pages, false);
-	return freed;
+	return release_lists(vb, &blocks, nblocks, &pages, freed);
 }
 
 static unsigned int leak_balloon(struct virtio_balloon *vb, size_t num)
@@ -557,57 +715,80 @@ static unsigned long pressure_hold(struct virtio_balloon *vb)
 	return hold;
 }
 
+/*
+ * One step towards the target: a batch in or out.  Returns the frames
+ * still missing afterwards (positive: to inflate); sets *delay to when
+ * the next step may run.
+ */
+static s64 size_step(struct virtio_balloon *vb, s64 diff, unsigned long *delay)
+{
+	unsigned int want;
+	int done;
+
+	if (diff < 0) {
+		done = leak_balloon(vb, -diff);
+		if (!done)
+			*delay = VB_MIGRATION_WAIT;
+		return diff + done;
+	}
+	*delay = pressure_hold(vb);
+	if (*delay) {
+		trace_virtio_balloon_backoff(vb->num_pages, diff, jiffies_to_msecs(*delay));
+		return diff;
+	}
+	want = min_t(s64, diff, vb->batch);
+	done = fill_balloon(vb, want);
+	if (done == -EAGAIN) {
+		/* Given back meanwhile: the hold starts now. */
+		*delay = pressure_hold(vb) ?: VB_MIGRATION_WAIT;
+		return diff;
+	}
+	if (done < want) {
+		*delay = out_of_puff(vb, diff - done);
+	} else {
+		vb->retry_ms = 0;
+		vb->batch = vb_batch_next(vb->batch, vb->batch_max);
+	}
+	return diff - done;
+}
+
 static void size_work_func(struct work_struct *work)
 {
 	struct virtio_balloon *vb = container_of(to_delayed_work(work),
 						 struct virtio_balloon, size_work);
+	unsigned long seq = vb_awake_seq(vb, VB_WAKE_SIZE);
 	unsigned long delay = 0;
-	unsigned int done, want;
 	s64 diff;
 
 	diff = towards_target(vb);
 	if (diff > 0 && virtqueue_is_broken(vb->inflate_vq)) {
 		/* Nobody takes memory from a broken device: nothing to do. */
-		vb_relax(vb, VB_WAKE_SIZE);
+		vb_relax(vb, VB_WAKE_SIZE, seq);
 		return;
 	}
-	if (diff > 0) {
-		delay = pressure_hold(vb);
-		if (delay) {
-			trace_virtio_balloon_backoff(vb->num_pages, diff,
-						     jiffies_to_msecs(delay));
-		} else {
-			want = min_t(s64, diff, vb->batch);
-			done = fill_balloon(vb, want);
-			if (done < want) {
-				delay = out_of_puff(vb, diff - done);
-			} else {
-				vb->retry_ms = 0;
-				vb->batch = vb_batch_next(vb->batch, vb->batch_max);
-			}
-			diff -= done;
-		}
-	} else if (diff < 0) {
-		done = leak_balloon(vb, -diff);
-		if (!done)
-			delay = VB_MIGRATION_WAIT;
-		diff += done;
-	}
+	if (diff)
+		diff = size_step(vb, diff, &delay);
 	update_balloon_size(vb);
 
 	if (!diff) {
 		vb->out_of_puff = false;
 		vb->retry_ms = 0;
 		vb->batch = VB_BATCH_FIRST;
-		/* A new target may have queued us again meanwhile: stay awake. */
-		if (!delayed_work_pending(&vb->size_work))
-			vb_relax(vb, VB_WAKE_SIZE);
+		vb_relax(vb, VB_WAKE_SIZE, seq);
 		return;
 	}
 	/* Waiting for memory is no reason to keep the system awake. */
 	if (delay > VB_MIGRATION_WAIT)
-		vb_relax(vb, VB_WAKE_SIZE);
-	queue_delayed_work(system_freezable_wq, &vb->size_work, delay);
+		vb_relax(vb, VB_WAKE_SIZE, seq);
+	/*
+	 * Work that must go on now overrides a later run queued meanwhile
+	 * (a pressure hold delays inflation only); a retry after a delay
+	 * leaves an earlier run (a new target) as it is.
+	 */
+	if (delay <= VB_MIGRATION_WAIT)
+		mod_delayed_work(system_freezable_wq, &vb->size_work, delay);
+	else
+		queue_delayed_work(system_freezable_wq, &vb->size_work, delay);
 }
 
 static void update_stat(struct virtio_balloon *vb, unsigned int *idx,
@@ -695,11 +876,12 @@ static void stats_work_func(struct work_struct *work)
 {
 	struct virtio_balloon *vb = container_of(work, struct virtio_balloon,
 						 stats_work);
+	unsigned long seq = vb_awake_seq(vb, VB_WAKE_STATS);
 	unsigned int len;
 
 	if (virtqueue_get_buf(vb->stats_vq, &len))
 		send_stats(vb);
-	vb_relax(vb, VB_WAKE_STATS);
+	vb_relax(vb, VB_WAKE_STATS, seq);
 }
 
 static void stats_request(struct virtqueue *vq)
@@ -892,16 +1074,27 @@ static void hint_exit(struct virtio_balloon *vb)
 	destroy_workqueue(vb->hint_wq);
 }
 
-static void virtballoon_changed(struct virtio_device *vdev)
+/* Move towards the target now, ahead of any retry delay. */
+static void vb_follow_target(struct virtio_balloon *vb)
 {
-	struct virtio_balloon *vb = vdev->priv;
 	unsigned long flags;
 
 	spin_lock_irqsave(&vb->stop_update_lock, flags);
 	if (!vb->stop_update) {
 		vb_stay_awake(vb, VB_WAKE_SIZE);
-		/* A new target is worth more than a pending retry delay. */
 		mod_delayed_work(system_freezable_wq, &vb->size_work, 0);
+	}
+	spin_unlock_irqrestore(&vb->stop_update_lock, flags);
+}
+
+static void virtballoon_changed(struct virtio_device *vdev)
+{
+	struct virtio_balloon *vb = vdev->priv;
+	unsigned long flags;
+
+	vb_follow_target(vb);
+	spin_lock_irqsave(&vb->stop_update_lock, flags);
+	if (!vb->stop_update) {
 		if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT)) {
 			set_bit(0, &vb->hint_id_stale);
 			queue_work(vb->hint_wq, &vb->hint_work);
@@ -937,24 +1130,34 @@ static unsigned long pressure_give_back(struct virtio_balloon *vb,
 	return freed;
 }
 
-/* Follow the host's target again once the hold has passed. */
+/*
+ * Follow the host's target again once the hold has passed.  Only when no
+ * run is queued: a queued run may be a deflation the host asked for,
+ * which the hold must not delay (size_work_func() applies the hold to
+ * inflation itself).
+ */
 static void pressure_resume_later(struct virtio_balloon *vb)
 {
 	unsigned long flags;
 
 	spin_lock_irqsave(&vb->stop_update_lock, flags);
 	if (!vb->stop_update)
-		mod_delayed_work(system_freezable_wq, &vb->size_work,
-				 msecs_to_jiffies(vb->pressure.hold_ms));
+		queue_delayed_work(system_freezable_wq, &vb->size_work,
+				   msecs_to_jiffies(vb->pressure.hold_ms));
 	spin_unlock_irqrestore(&vb->stop_update_lock, flags);
 }
 
-/* Only direct reclaim is pressure; kswapd's trimming is not. */
+/*
+ * Pressure is reclaim for a page allocation that found the guest short:
+ * not kswapd's trimming, not our own allocations, and not reclaim asked
+ * for with memory to spare (drop_caches, memory.reclaim).
+ */
 static unsigned long pressure_count(struct shrinker *s, struct shrink_control *sc)
 {
 	struct virtio_balloon *vb = shrinker_private(s);
 
-	if (current_is_kswapd() || READ_ONCE(vb->filler) == current)
+	if (current_is_kswapd() || READ_ONCE(vb->filler) == current ||
+	    !balloon_zones_short(sc->gfp_mask))
 		return 0;
 	return READ_ONCE(vb->num_pages) / VB_FRAMES_PER_PAGE;
 }
@@ -964,7 +1167,7 @@ static unsigned long pressure_scan(struct shrinker *s, struct shrink_control *sc
 	struct virtio_balloon *vb = shrinker_private(s);
 	unsigned long freed = 0;
 
-	if (READ_ONCE(vb->filler) == current)
+	if (READ_ONCE(vb->filler) == current || !balloon_zones_short(sc->gfp_mask))
 		return SHRINK_STOP;
 	/* Never wait in reclaim: the balloon may be busy talking to the host. */
 	if (!mutex_trylock(&vb->balloon_lock))
@@ -1009,6 +1212,69 @@ static int virtio_balloon_oom_notify(struct notifier_block *nb,
 		pressure_resume_later(vb);
 	*freed += frames / VB_FRAMES_PER_PAGE;
 	return NOTIFY_OK;
+}
+
+/*
+ * Memory going offline (hot-unplug, or offlined by hand): blocks cannot
+ * migrate, so the ones in its range leave the balloon now, told to the
+ * host as a deflation, and the balloon takes their place elsewhere.
+ * Single balloon pages migrate out of the range by themselves.  The
+ * range is isolated already, so nothing allocates from it again.
+ */
+static unsigned int blocks_leave_range(struct virtio_balloon *vb,
+				       unsigned long start, unsigned long nr)
+{
+	unsigned int freed = 0, nblocks = 0, done;
+	struct page *page, *next;
+	unsigned long pfn;
+	LIST_HEAD(blocks);
+	LIST_HEAD(none);
+
+	list_for_each_entry_safe(page, next, &vb->blocks, lru) {
+		pfn = page_to_pfn(page);
+		if (pfn < start || pfn >= start + nr)
+			continue;
+		list_move_tail(&page->lru, &blocks);
+		nblocks++;
+		if (nblocks * VB_BLOCK_FRAMES + VB_BLOCK_FRAMES <= vb->batch_max)
+			continue;
+		done = release_lists(vb, &blocks, nblocks, &none, nblocks * VB_BLOCK_FRAMES);
+		if (!done)
+			return freed;
+		freed += done;
+		nblocks = 0;
+	}
+	if (nblocks)
+		freed += release_lists(vb, &blocks, nblocks, &none, nblocks * VB_BLOCK_FRAMES);
+	return freed;
+}
+
+static int virtio_balloon_memory_notify(struct notifier_block *nb,
+					unsigned long action, void *arg)
+{
+	struct virtio_balloon *vb = container_of(nb, struct virtio_balloon, memory_nb);
+	struct memory_notify *mn = arg;
+	unsigned long end = mn->start_pfn + mn->nr_pages;
+	unsigned int freed;
+	struct page *page;
+	bool stuck = false;
+
+	if (action != MEM_GOING_OFFLINE)
+		return NOTIFY_OK;
+
+	mutex_lock(&vb->balloon_lock);
+	freed = blocks_leave_range(vb, mn->start_pfn, mn->nr_pages);
+	/* A host that could not be told keeps its blocks: no offlining. */
+	list_for_each_entry(page, &vb->blocks, lru)
+		if (page_to_pfn(page) >= mn->start_pfn && page_to_pfn(page) < end)
+			stuck = true;
+	WRITE_ONCE(vb->offline_frames, vb->offline_frames + freed);
+	mutex_unlock(&vb->balloon_lock);
+	if (freed) {
+		update_balloon_size(vb);
+		vb_follow_target(vb);
+	}
+	return stuck ? NOTIFY_BAD : NOTIFY_OK;
 }
 
 static int virtballoon_free_page_report(struct page_reporting_dev_info *pr,
@@ -1075,6 +1341,32 @@ static void reporting_stop(struct virtio_balloon *vb)
 	vb->reporting = false;
 }
 
+/* Frames vb->pfns holds. */
+static unsigned int pfns_capacity(struct virtio_balloon *vb)
+{
+	return (PAGE_SIZE << vb->pfns_order) / sizeof(vb->pfns[0]);
+}
+
+/*
+ * The frame array of a full batch, 16 KiB, or less where memory is
+ * fragmented at probe time: the batches are then smaller.  One block's
+ * frames always fit (a page holds 1024 of them).
+ */
+static int alloc_pfns(struct virtio_balloon *vb)
+{
+	unsigned int order = get_order(VB_BATCH_MAX * sizeof(vb->pfns[0]));
+	gfp_t gfp = GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN;
+
+	for (;; order--) {
+		vb->pfns = (__virtio32 *)__get_free_pages(order ? gfp : GFP_KERNEL, order);
+		if (vb->pfns || !order)
+			break;
+	}
+	vb->pfns_order = order;
+	BUILD_BUG_ON(PAGE_SIZE / sizeof(vb->pfns[0]) < VB_BLOCK_FRAMES);
+	return vb->pfns ? 0 : -ENOMEM;
+}
+
 static int init_vqs(struct virtio_balloon *vb)
 {
 	struct virtqueue_info info[VB_VQ_MAX] = {};
@@ -1109,10 +1401,12 @@ static int init_vqs(struct virtio_balloon *vb)
 	vb->reporting_vq = vqs[VB_VQ_REPORTING];
 
 	/* A batch never needs more requests than a ring holds. */
-	vb->batch_max = VB_PFNS_MAX *
+	vb->req_frames = vb_request_frames(vb->vdev, READ_ONCE(request_frames));
+	vb->batch_max = vb->req_frames *
 		min3((unsigned int)VB_BATCH_REQS,
 		     virtqueue_get_vring_size(vb->inflate_vq),
 		     virtqueue_get_vring_size(vb->deflate_vq));
+	vb->batch_max = min(vb->batch_max, pfns_capacity(vb));
 	vb->batch = VB_BATCH_FIRST;
 
 	/* The host asks for statistics by returning a buffer: give it one. */
@@ -1229,6 +1523,9 @@ static int virtballoon_probe(struct virtio_device *vdev)
 	INIT_LIST_HEAD(&vb->blocks);
 	init_waitqueue_head(&vb->acked);
 	init_reserve(vb);
+	err = alloc_pfns(vb);
+	if (err)
+		goto out_free;
 
 	/* Without DEFLATE_ON_OOM, ballooned memory leaves MemTotal. */
 	err = balloon_compat_init(&vb->vb_dev_info, virtballoon_migratepage,
@@ -1271,6 +1568,9 @@ static int virtballoon_probe(struct virtio_device *vdev)
 	/* Reports may start at once: only once the device is live. */
 	reporting_start(vb);
 
+	vb->memory_nb.notifier_call = virtio_balloon_memory_notify;
+	register_memory_notifier(&vb->memory_nb);
+
 	if (towards_target(vb))
 		virtballoon_changed(vdev);
 	return 0;
@@ -1286,6 +1586,7 @@ out_del_vqs:
 out_balloon:
 	balloon_compat_exit(&vb->vb_dev_info);
 out_free:
+	free_pages((unsigned long)vb->pfns, vb->pfns_order);
 	kfree(vb);
 	return err;
 }
@@ -1318,13 +1619,14 @@ static void stop_updates(struct virtio_balloon *vb)
 	cancel_work_sync(&vb->stats_work);
 	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
 		cancel_work_sync(&vb->hint_work);
-	vb_relax(vb, VB_WAKE_SIZE | VB_WAKE_STATS);
+	vb_relax_all(vb);
 }
 
 static void virtballoon_remove(struct virtio_device *vdev)
 {
 	struct virtio_balloon *vb = vdev->priv;
 
+	unregister_memory_notifier(&vb->memory_nb);
 	reporting_stop(vb);
 	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
 		unregister_oom_notifier(&vb->oom_nb);
@@ -1340,6 +1642,7 @@ static void virtballoon_remove(struct virtio_device *vdev)
 	remove_common(vb);
 	balloon_compat_exit(&vb->vb_dev_info);
 	wakeup_source_unregister(vb->ws);
+	free_pages((unsigned long)vb->pfns, vb->pfns_order);
 	kfree(vb);
 }
 

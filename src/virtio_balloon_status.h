@@ -44,6 +44,9 @@ static int vb_debugfs_show(struct seq_file *f, void *unused)
 	seq_printf(f, "pressure_events: %lu\n", READ_ONCE(vb->pressure.events));
 	seq_printf(f, "pressure_frames: %lu\n", READ_ONCE(vb->pressure.frames));
 	seq_printf(f, "pressure_hold_ms: %u\n", READ_ONCE(vb->pressure.hold_ms));
+	seq_printf(f, "pressure_hold_left_ms: %u\n",
+		   jiffies_to_msecs(vb_pressure_left(&vb->pressure)));
+	seq_printf(f, "offline_frames: %lu\n", READ_ONCE(vb->offline_frames));
 	seq_printf(f, "hint_rounds: %lu\n", READ_ONCE(vb->hint_rounds));
 	seq_printf(f, "hint_blocks: %lu\n", READ_ONCE(vb->hint_nr_blocks));
 	seq_printf(f, "hint_blocks_sent: %lu\n", READ_ONCE(vb->hint_sent));
