@@ -16,6 +16,10 @@
  * Nothing the host says is trusted: targets are clamped to guest RAM,
  * capabilities to what we asked for, and every status, per command and
  * per batch entry, is checked before a page changes hands.
+ *
+ * vmw_protocol.h has the protocol's words (commands, statuses, the
+ * backdoor call), vmw_refused_policy.h what pages the host refuses may
+ * cost.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -23,6 +27,8 @@
 #include "compat/balloon.h"
 #include "compat/shrinker.h"
 #include "compat/vmw.h"
+#include "vmw_protocol.h"
+#include "vmw_refused_policy.h"
 
 #include <linux/atomic.h>
 #include <linux/debugfs.h>
@@ -64,18 +70,6 @@ module_param(vmwballoon_shrinker_enable, bool, 0444);
 MODULE_PARM_DESC(vmwballoon_shrinker_enable,
 		 "Give balloon pages back when the guest runs short of memory (default: off)");
 
-/* The balloon's own backdoor, distinct from the general VMware one. */
-#define VMW_BALLOON_HV_PORT		0x5670
-#define VMW_BALLOON_HV_MAGIC		0x456c6d6f
-#define VMW_BALLOON_GUEST_ID		1	/* Linux */
-
-/* Capabilities negotiated by START; bit 0 is reserved. */
-#define VMW_BALLOON_BASIC_CMDS		BIT(1)
-#define VMW_BALLOON_BATCHED_CMDS	BIT(2)
-#define VMW_BALLOON_BATCHED_2M_CMDS	BIT(3)
-#define VMW_BALLOON_SIGNALLED_WAKEUP_CMD BIT(4)
-#define VMW_BALLOON_64_BIT_TARGET	BIT(5)
-
 #ifdef VMW_BALLOON_HAVE_DOORBELL
 #define VMW_BALLOON_CAPS_WAKEUP		VMW_BALLOON_SIGNALLED_WAKEUP_CMD
 #else
@@ -88,30 +82,6 @@ MODULE_PARM_DESC(vmwballoon_shrinker_enable,
 					 VMW_BALLOON_CAPS_WAKEUP |	\
 					 (IS_ENABLED(CONFIG_64BIT) ?	\
 					  VMW_BALLOON_64_BIT_TARGET : 0))
-
-enum vmballoon_cmd {
-	VMW_BALLOON_CMD_START,
-	VMW_BALLOON_CMD_GET_TARGET,
-	VMW_BALLOON_CMD_LOCK,
-	VMW_BALLOON_CMD_UNLOCK,
-	VMW_BALLOON_CMD_GUEST_ID,
-	/* 5 is not used */
-	VMW_BALLOON_CMD_BATCHED_LOCK = 6,
-	VMW_BALLOON_CMD_BATCHED_UNLOCK,
-	VMW_BALLOON_CMD_BATCHED_2M_LOCK,
-	VMW_BALLOON_CMD_BATCHED_2M_UNLOCK,
-	VMW_BALLOON_CMD_VMCI_DOORBELL_SET,
-	VMW_BALLOON_CMD_NUM
-};
-
-/* Commands that return the current target in ebx when they succeed. */
-#define VMW_BALLOON_CMDS_WITH_TARGET	(BIT(VMW_BALLOON_CMD_GET_TARGET) |	\
-					 BIT(VMW_BALLOON_CMD_LOCK) |		\
-					 BIT(VMW_BALLOON_CMD_UNLOCK) |		\
-					 BIT(VMW_BALLOON_CMD_BATCHED_LOCK) |	\
-					 BIT(VMW_BALLOON_CMD_BATCHED_UNLOCK) |	\
-					 BIT(VMW_BALLOON_CMD_BATCHED_2M_LOCK) |	\
-					 BIT(VMW_BALLOON_CMD_BATCHED_2M_UNLOCK))
 
 /* Names as in the debugfs file of the in-tree driver; tools parse them. */
 static const char * const vmballoon_cmd_names[VMW_BALLOON_CMD_NUM] = {
@@ -126,56 +96,6 @@ static const char * const vmballoon_cmd_names[VMW_BALLOON_CMD_NUM] = {
 	[VMW_BALLOON_CMD_BATCHED_2M_UNLOCK]	= "2m-unlock",
 	[VMW_BALLOON_CMD_VMCI_DOORBELL_SET]	= "doorbellSet",
 };
-
-/* Status codes, for a whole command and for one batch entry. */
-enum vmballoon_status {
-	VMW_BALLOON_SUCCESS,
-	VMW_BALLOON_ERROR_CMD_INVALID,
-	VMW_BALLOON_ERROR_PPN_INVALID,
-	VMW_BALLOON_ERROR_PPN_LOCKED,
-	VMW_BALLOON_ERROR_PPN_UNLOCKED,
-	VMW_BALLOON_ERROR_PPN_PINNED,
-	VMW_BALLOON_ERROR_PPN_NOTNEEDED,
-	VMW_BALLOON_ERROR_RESET,
-	VMW_BALLOON_ERROR_BUSY,
-	VMW_BALLOON_STATUS_NUM
-};
-
-/* START's answer when it also returns capabilities in ecx. */
-#define VMW_BALLOON_SUCCESS_WITH_CAPABILITIES	0x03000000
-
-/*
- * A batch page holds u64 entries: the page frame number from bit
- * PAGE_SHIFT up, written by us, and a status in bits 0-4, written by the
- * host.
- */
-#define VMW_BALLOON_ENTRY_STATUS	GENMASK_ULL(4, 0)
-#define VMW_BALLOON_BATCH_MAX_PAGES	(PAGE_SIZE / sizeof(u64))
-
-/* Pages a 2 MiB balloon page stands for. */
-#define VMW_BALLOON_2M_ORDER		(PMD_SHIFT - PAGE_SHIFT)
-
-/*
- * Refused 2 MiB pages held before falling back to 4 KiB pages (as the
- * in-tree driver); also the least number of refused 4 KiB pages in a row
- * before giving up until the next round.
- */
-#define VMW_BALLOON_MAX_REFUSED		16
-
-/*
- * What a host that takes few of the pages it is offered may cost a round
- * (and so a second): at most this many batches in which it refused more
- * pages than it took, and at most this many batches' worth of refused
- * 4 KiB pages held (24 MiB), or 256 single-page commands without batching;
- * never more than a sixteenth of RAM.  Before it, the 2 MiB pass holds up
- * to VMW_BALLOON_MAX_REFUSED refused large pages (32 MiB), of which 4 KiB
- * pieces up to half that bound are kept.
- */
-#define VMW_BALLOON_MAX_WASTED		12
-#define VMW_BALLOON_MAX_HELD		(VMW_BALLOON_MAX_WASTED *	\
-					 VMW_BALLOON_BATCH_MAX_PAGES)
-#define VMW_BALLOON_MAX_HELD_SINGLE	256
-#define VMW_BALLOON_HELD_RAM_SHIFT	4
 
 /*
  * The balloon never takes the guest below this much available memory: a
@@ -279,6 +199,7 @@ struct vmballoon {
 	enum vmballoon_page_size max_page_size;
 	bool batching;
 	bool host_silent;
+	unsigned int vain_credit;	/* see vmw_refused_policy.h */
 	unsigned long last_error;	/* status of the last failed command */
 
 	/* The backdoor and the batch page are used under comm_lock. */
@@ -334,27 +255,6 @@ static inline void vmballoon_page_stat_add(struct vmballoon *b,
 					   unsigned int n)
 {
 	atomic64_add(n, &b->stats.page[stat][size]);
-}
-
-/*
- * The backdoor: one "in" from the balloon port with the magic in eax.  The
- * hypervisor traps it and answers in registers: status in eax,
- * capabilities in ecx (START), target in ebx.
- */
-static inline unsigned long vmballoon_hv(unsigned long cmd, unsigned long arg1,
-					 unsigned long arg2, unsigned long *ebx,
-					 unsigned long *ecx)
-{
-	unsigned long ax = VMW_BALLOON_HV_MAGIC, bx = arg1, cx = cmd;
-	unsigned long dx = VMW_BALLOON_HV_PORT, si = arg2;
-
-	asm volatile("inl %%dx"
-		     : "+a" (ax), "+b" (bx), "+c" (cx), "+d" (dx), "+S" (si)
-		     :
-		     : "memory");
-	*ebx = bx;
-	*ecx = cx;
-	return ax;
 }
 
 /*
@@ -677,34 +577,42 @@ static unsigned long vmballoon_send_batch(struct vmballoon *b,
 }
 
 /*
- * The same without batching: one LOCK or UNLOCK per page, 4 KiB only.
- * After a RESET or a BUSY the remaining pages are not sent.
+ * The same without batching: one LOCK or UNLOCK for the one 4 KiB page
+ * of the ctl.  Callers send batches of one page in this mode, so that a
+ * command the host fails as a whole (BUSY, RESET) fails only its own
+ * page, whatever it did with the pages before.
  */
-static unsigned long vmballoon_send_each(struct vmballoon *b,
-					 struct vmballoon_ctl *ctl)
+static unsigned long vmballoon_send_single(struct vmballoon *b,
+					   struct vmballoon_ctl *ctl)
 {
-	unsigned int cmd = ctl->inflate ? VMW_BALLOON_CMD_LOCK :
-					  VMW_BALLOON_CMD_UNLOCK;
-	unsigned long status = VMW_BALLOON_SUCCESS, pfn, st;
-	struct page *page, *next;
+	struct page *page = list_first_entry(&ctl->pages, struct page, lru);
+	unsigned long status, pfn = page_to_pfn(page);
 
-	list_for_each_entry_safe(page, next, &ctl->pages, lru) {
-		pfn = page_to_pfn(page);
-		if (status == VMW_BALLOON_ERROR_RESET ||
-		    status == VMW_BALLOON_ERROR_BUSY)
-			st = status;
-		else if (pfn > U32_MAX)	/* the protocol has 32 bits */
-			st = VMW_BALLOON_ERROR_PPN_INVALID;
-		else
-			st = vmballoon_cmd_locked(b, cmd, pfn, 1, NULL);
-		if (st == VMW_BALLOON_ERROR_RESET ||
-		    st == VMW_BALLOON_ERROR_BUSY)
-			status = st;
-		if (!vmballoon_page_done(b, page, ctl->page_size, ctl->inflate,
-					 st))
-			vmballoon_refuse(ctl, page, st);
+	if (pfn > U32_MAX)	/* the protocol has 32 bits */
+		status = VMW_BALLOON_ERROR_PPN_INVALID;
+	else
+		status = vmballoon_cmd_locked(b, ctl->inflate ?
+					      VMW_BALLOON_CMD_LOCK :
+					      VMW_BALLOON_CMD_UNLOCK, pfn, 1,
+					      NULL);
+	if (!vmballoon_page_done(b, page, ctl->page_size, ctl->inflate,
+				 status))
+		vmballoon_refuse(ctl, page, status);
+
+	switch (status) {
+	case VMW_BALLOON_ERROR_CMD_INVALID:
+	case VMW_BALLOON_ERROR_RESET:
+	case VMW_BALLOON_ERROR_BUSY:
+		return status;
+	default:		/* the page's own status */
+		return VMW_BALLOON_SUCCESS;
 	}
-	return status;
+}
+
+/* Pages one command carries: batches of one without batching. */
+static unsigned int vmballoon_batch_max(struct vmballoon *b)
+{
+	return b->batching ? VMW_BALLOON_BATCH_MAX_PAGES : 1;
 }
 
 /*
@@ -723,7 +631,7 @@ static int vmballoon_send(struct vmballoon *b, struct vmballoon_ctl *ctl)
 	if (b->batching)
 		status = vmballoon_send_batch(b, ctl);
 	else
-		status = vmballoon_send_each(b, ctl);
+		status = vmballoon_send_single(b, ctl);
 	if (ctl->n_pages < n)
 		trace_vmw_balloon_refused(ctl->inflate ? BALLOON_VMW_LOCK :
 					  BALLOON_VMW_UNLOCK, n - ctl->n_pages,
@@ -821,17 +729,6 @@ static void vmballoon_split_refused(struct vmballoon_ctl *ctl,
 	ctl->n_refused = 0;
 }
 
-/* Refused 4 KiB pages (and spare pieces) an inflation round may hold. */
-static unsigned int vmballoon_max_held(struct vmballoon *b)
-{
-	unsigned long n = b->batching ? VMW_BALLOON_MAX_HELD :
-					VMW_BALLOON_MAX_HELD_SINGLE;
-
-	return clamp_t(unsigned long,
-		       totalram_pages() >> VMW_BALLOON_HELD_RAM_SHIFT,
-		       VMW_BALLOON_MAX_REFUSED, n);
-}
-
 /* A batch is done: ctl->pages are what the host took, @t0 its start. */
 static void vmballoon_trace_batch(struct vmballoon_ctl *ctl, u64 t0, int err)
 {
@@ -855,44 +752,36 @@ static void vmballoon_ctl_init(struct vmballoon_ctl *ctl,
 	ctl->n_spare = 0;
 }
 
+/* The 2 MiB pass is over: go on with 4 KiB pages and pieces. */
+static void vmballoon_to_4k(struct vmballoon_ctl *ctl,
+			    struct vmballoon_round *round)
+{
+	vmballoon_split_refused(ctl, round->held_max / 2);
+	ctl->page_size = VMW_BALLOON_4K_PAGE;
+	vmballoon_round_4k(round);
+}
+
 /*
- * Grow the balloon towards the target in batches: 2 MiB pages first, then
- * 4 KiB pages when large pages run out, the host refuses too many or less
- * than a large page is left to take.
- *
- * Refused pages are held until the round ends, so the allocator does not
- * hand them to us again in this round, and then freed.  The allocator
- * tends to hand out the pages freed last, which a host may be refusing as
- * a set (pinned for I/O), interleaved with pages it takes: 4 KiB
- * inflation goes on while the host keeps taking some pages, and gives up
- * after as many refusals in a row as this inflation asked for (at least
- * VMW_BALLOON_MAX_REFUSED), so such a set is passed in one round instead
- * of being freed and met again in every round.
- *
- * What a round holds and sends in vain is bounded all the same
- * (vmballoon_max_held(), VMW_BALLOON_MAX_WASTED): a host that takes one
- * page in twenty would otherwise have the guest hold nineteen refused
- * pages for each one ballooned, down to its reserve, with a hundred
- * commands a second.  Past either bound the round ends; the next one, a
- * second later, goes on where it stopped, so a host that takes some pages
- * still gets them all, at a bounded pace.
+ * Grow the balloon towards the target in batches (of one page without
+ * batching): 2 MiB pages first, then 4 KiB pages when large pages run
+ * out, the host refuses too many or less than a large page is left to
+ * take.  What refused pages may cost is vmw_refused_policy.h's to say.
+ * Whatever a command's fate, the pages the host took are in the balloon.
  */
 static void vmballoon_inflate(struct vmballoon *b)
 {
-	unsigned int held_max = vmballoon_max_held(b);
-	s64 change = vmballoon_change(b);
+	unsigned int batch_max = vmballoon_batch_max(b);
+	struct vmballoon_round round;
 	struct vmballoon_ctl ctl;
-	unsigned int run_from = 0;	/* n_refused when the host last took a page */
-	unsigned int wasted = 0;	/* batches mostly refused */
-	u64 max_refused_4k, t0;
-	s64 size, target;
+	s64 change, size, target;
+	u64 t0;
 	int err;
 
-	max_refused_4k = clamp_t(s64, change, VMW_BALLOON_MAX_REFUSED,
-				 held_max);
+	vmballoon_round_init(&round, vmballoon_change(b), b->batching);
 	vmballoon_ctl_init(&ctl, b->max_page_size, true);
 
 	while ((change = vmballoon_change(b)) > 0) {
+		bool huge = ctl.page_size == VMW_BALLOON_2M_PAGE;
 		unsigned int frames = vmballoon_page_frames(ctl.page_size);
 		unsigned int n, refused = ctl.n_refused;
 		bool allocated;
@@ -902,46 +791,36 @@ static void vmballoon_inflate(struct vmballoon *b)
 		 * above the guest's reserve.  Less than a large page to
 		 * go is taken in 4 KiB pages.
 		 */
-		n = min_t(u64, VMW_BALLOON_BATCH_MAX_PAGES,
-			  div_u64(change, frames));
+		n = min_t(u64, batch_max, div_u64(change, frames));
 		if (!n) {
-			vmballoon_split_refused(&ctl, held_max / 2);
-			ctl.page_size = VMW_BALLOON_4K_PAGE;
-			run_from = 0;
+			vmballoon_to_4k(&ctl, &round);
 			continue;
 		}
+		n = min(n, vmballoon_round_room(&round, huge, ctl.n_refused,
+						ctl.n_spare));
+		if (!n)
+			break;
 		t0 = ktime_get_ns();
 		allocated = vmballoon_alloc(b, &ctl, n);
 		err = vmballoon_send(b, &ctl);
-		if (err) {
-			/* Not accepted: hand them back with the refused. */
-			list_splice_tail_init(&ctl.pages, &ctl.refused);
-			ctl.n_refused += ctl.n_pages;
-			ctl.n_pages = 0;
-		}
 		vmballoon_trace_batch(&ctl, t0, err);
-		if (err)
-			break;
-		if (ctl.n_pages)
-			run_from = ctl.n_refused;
-		if (ctl.n_refused - refused > ctl.n_pages)
-			wasted++;
+		vmballoon_round_account(&round, &b->vain_credit, huge,
+					ctl.n_pages, ctl.n_refused - refused,
+					ctl.n_refused);
 		atomic64_add((u64)ctl.n_pages * frames, &b->size);
 		vmballoon_enqueue(b, &ctl.pages, ctl.page_size);
 		ctl.n_pages = 0;
 
-		if (ctl.page_size == VMW_BALLOON_4K_PAGE) {
-			if (!allocated ||
-			    ctl.n_refused - run_from >= max_refused_4k ||
-			    ctl.n_refused + ctl.n_spare >= held_max ||
-			    wasted >= VMW_BALLOON_MAX_WASTED)
-				break;
-		} else if (!allocated ||
-			   ctl.n_refused >= VMW_BALLOON_MAX_REFUSED) {
-			vmballoon_split_refused(&ctl, held_max / 2);
-			ctl.page_size = VMW_BALLOON_4K_PAGE;
-			run_from = 0;
-		}
+		if (err)
+			break;
+		if (huge && (!allocated ||
+			     ctl.n_refused >= VMW_BALLOON_MAX_REFUSED))
+			vmballoon_to_4k(&ctl, &round);
+		else if (!huge && (!allocated ||
+				   vmballoon_round_over(&round, b->vain_credit,
+							ctl.n_refused,
+							ctl.n_spare)))
+			break;
 		cond_resched();
 	}
 
@@ -965,6 +844,8 @@ static u64 vmballoon_deflate(struct vmballoon *b, u64 n_frames,
 			     bool coordinated)
 {
 	enum vmballoon_page_size size = VMW_BALLOON_4K_PAGE;
+	unsigned int batch_max = coordinated ? vmballoon_batch_max(b) :
+					       VMW_BALLOON_BATCH_MAX_PAGES;
 	u64 tried = 0, freed = 0;
 	struct vmballoon_ctl ctl;
 
@@ -975,22 +856,32 @@ static u64 vmballoon_deflate(struct vmballoon *b, u64 n_frames,
 		bool failed = false;
 		s64 todo;
 
-		todo = n_frames ? (s64)(n_frames - tried) : -vmballoon_change(b);
+		/* The 2 MiB slack decides whether to start, not where to end. */
+		if (n_frames)
+			todo = n_frames - tried;
+		else if (!tried)
+			todo = -vmballoon_change(b);
+		else
+			todo = atomic64_read(&b->size) - (s64)READ_ONCE(b->target);
 		if (todo <= 0 || (coordinated && READ_ONCE(b->reset_required)))
 			break;
 
 		vmballoon_ctl_init(&ctl, size, false);
-		want = min_t(u64, VMW_BALLOON_BATCH_MAX_PAGES,
-			     DIV_ROUND_UP_ULL(todo, frames));
+		/* Towards a target: no large page that would go below it. */
+		if (n_frames || !READ_ONCE(b->target))
+			todo = DIV_ROUND_UP_ULL(todo, frames);
+		else
+			todo = div_u64(todo, frames);
+		if (!todo)
+			break;
+		want = min_t(u64, batch_max, todo);
 		got = vmballoon_dequeue(b, &ctl.pages, size, want);
 		ctl.n_pages = got;
 		tried += (u64)got * frames;
 
-		if (coordinated && vmballoon_send(b, &ctl)) {
-			list_splice_tail_init(&ctl.pages, &ctl.refused);
-			ctl.n_pages = 0;
+		/* ctl.pages: what the host unlocked, whatever else failed */
+		if (coordinated && vmballoon_send(b, &ctl))
 			failed = true;
-		}
 		if (coordinated && got)
 			vmballoon_trace_batch(&ctl, t0, failed ? -EIO : 0);
 		else if (ctl.n_pages)
@@ -1137,6 +1028,7 @@ static bool vmballoon_setup_cmds(struct vmballoon *b)
 		return false;
 	}
 
+	b->vain_credit = vmballoon_credit_max(b->batching);
 	if (b->batching && (caps & VMW_BALLOON_BATCHED_2M_CMDS))
 		b->max_page_size = VMW_BALLOON_2M_PAGE;
 	else
@@ -1197,6 +1089,7 @@ static void vmballoon_work(struct work_struct *work)
 		return;
 	}
 	atomic64_inc(&b->stats.gen[VMW_BALLOON_STAT_TIMER]);
+	vmballoon_credit_tick(&b->vain_credit, b->batching);
 	if (!READ_ONCE(b->reset_required) && vmballoon_send_get_target(b))
 		change = vmballoon_change(b);
 	if (change > 0)

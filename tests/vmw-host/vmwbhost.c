@@ -176,6 +176,8 @@ static struct host {
 	uint64_t status_count[ST_NUM + 1];	/* last: any other value */
 	uint64_t protocol_errors, host_errors, poison_violations, refused_entries;
 	uint64_t resets_injected, starts, before_start;
+	/* lock/unlock commands and entries between two GET_TARGETs (a tick) */
+	uint64_t tick_cmds, tick_entries, tick_cmds_max, tick_entries_max;
 	char last_error[256];
 	struct log_entry log[LOG_LEN];
 
@@ -508,6 +510,34 @@ static uint64_t reported_target(uint64_t limit)
 	return t;
 }
 
+/*
+ * The guest's work runs once a tick, each time after a GET_TARGET: keep the
+ * most lock/unlock commands and entries a completed tick carried.
+ */
+static void tick_count(uint32_t cmd, uint64_t n)
+{
+	switch (cmd) {
+	case CMD_GET_TARGET:
+		h.tick_cmds_max = MAX(h.tick_cmds_max, h.tick_cmds);
+		h.tick_entries_max = MAX(h.tick_entries_max, h.tick_entries);
+		h.tick_cmds = h.tick_entries = 0;
+		break;
+	case CMD_LOCK:
+	case CMD_UNLOCK:
+		n = 1;
+		/* fall through */
+	case CMD_BATCHED_LOCK:
+	case CMD_BATCHED_UNLOCK:
+	case CMD_BATCHED_2M_LOCK:
+	case CMD_BATCHED_2M_UNLOCK:
+		h.tick_cmds++;
+		h.tick_entries += MIN(n, (uint64_t)BATCH_MAX);
+		break;
+	default:
+		break;
+	}
+}
+
 /* Run one command; *rbx and *rcx carry results, *set_rcx says if rcx changes */
 static uint32_t run_cmd(uint32_t cmd, uint64_t a1, uint64_t a2, uint64_t *rbx,
 			uint64_t *rcx, bool *set_rcx)
@@ -516,6 +546,7 @@ static uint32_t run_cmd(uint32_t cmd, uint64_t a1, uint64_t a2, uint64_t *rbx,
 	const char *op = cmd_name[slot];
 
 	h.ops[slot]++;
+	tick_count(cmd, a2);
 	if (cmd >= CMD_NUM || cmd == CMD_UNUSED5) {
 		proto_err("unknown command %u", cmd);
 		return ST_CMD_INVALID;
@@ -629,6 +660,8 @@ static void dump_state(FILE *f)
 	fprintf(f, "starts %" PRIu64 "\n", h.starts);
 	fprintf(f, "before_start %" PRIu64 "\n", h.before_start);
 	fprintf(f, "commands %" PRIu64 "\n", h.commands);
+	fprintf(f, "tick_lock_cmds_max %" PRIu64 "\n", h.tick_cmds_max);
+	fprintf(f, "tick_lock_entries_max %" PRIu64 "\n", h.tick_entries_max);
 	fprintf(f, "busy_left %" PRIu64 "\n", h.busy_left);
 	fprintf(f, "busy_entry_left %" PRIu64 "\n", h.busy_entry_left);
 	fprintf(f, "busy_entries %" PRIu64 "\n", h.busy_entries);
@@ -1160,6 +1193,8 @@ static const char *ctl_exec(char *line, GString *out, bool *quit)
 		h.protocol_errors = h.poison_violations = h.host_errors = 0;
 		h.refused_entries = h.resets_injected = h.starts = 0;
 		h.before_start = h.busy_entries = 0;
+		h.tick_cmds = h.tick_entries = 0;
+		h.tick_cmds_max = h.tick_entries_max = 0;
 		h.last_error[0] = 0;
 	} else if (!strcmp(cmd, "clamp") || !strcmp(cmd, "poison") ||
 		   !strcmp(cmd, "verbose")) {
