@@ -29,6 +29,7 @@
 #include "compat/vmw.h"
 #include "vmw_protocol.h"
 #include "vmw_refused_policy.h"
+#include "zone_guard.h"
 
 #include <linux/atomic.h>
 #include <linux/debugfs.h>
@@ -462,6 +463,11 @@ static bool vmballoon_alloc(struct vmballoon *b, struct vmballoon_ctl *ctl,
 		} else {
 			page = alloc_pages(VMW_BALLOON_2M_GFP,
 					   VMW_BALLOON_2M_ORDER);
+			/* No 2 MiB page below a zone's floor: 4 KiB ones next. */
+			if (page && !balloon_zone_may_keep(page)) {
+				__free_pages(page, VMW_BALLOON_2M_ORDER);
+				page = NULL;
+			}
 		}
 		if (!page) {
 			vmballoon_page_stat_add(b, VMW_BALLOON_PAGE_STAT_ALLOC_FAIL,
