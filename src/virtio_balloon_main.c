@@ -28,8 +28,8 @@
 #define pr_fmt(fmt) "balloon-dkms: " KBUILD_MODNAME ": " fmt
 
 #include <linux/debugfs.h>
-#include <linux/memory.h>
 #include <linux/device.h>
+#include <linux/memory.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -59,24 +59,11 @@
 #include "pressure_policy.h"
 #include "request_shape.h"
 #include "zone_guard.h"
+#include "virtio_balloon.h"
 
 #define BALLOON_TRACE_VIRTIO
 #define CREATE_TRACE_POINTS
 #include "balloon_trace.h"
-
-/* The balloon protocol counts in 4 KiB frames, whatever the page size. */
-#define VB_FRAMES_PER_PAGE	((unsigned int)(PAGE_SIZE >> VIRTIO_BALLOON_PFN_SHIFT))
-/* What the OOM notifier asks the pressure policy for (16 MiB). */
-#define VB_OOM_FRAMES		(SZ_16M >> VIRTIO_BALLOON_PFN_SHIFT)
-/* Run before other OOM notifiers that only drop caches. */
-#define VB_OOM_PRIORITY		80
-
-/* Free page hints are sent in blocks of the largest buddy order. */
-#define VB_HINT_ORDER		ilog2(MAX_ORDER_NR_PAGES)
-#define VB_HINT_PAGES		BIT(VB_HINT_ORDER)
-#define VB_HINT_BYTES		(PAGE_SIZE << VB_HINT_ORDER)
-/* Only truly free memory: no reclaim, no reserves, no warnings. */
-#define VB_HINT_GFP		(__GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC)
 
 /*
  * The floor: memory the guest keeps whatever the host asks.  By default
@@ -138,130 +125,10 @@ module_param_cb(request_frames, &request_frames_ops, &request_frames, 0444);
 MODULE_PARM_DESC(request_frames,
 		 "frames per request: 0 = by transport (512 on PCI, a 2 MiB block whole; 256 elsewhere), 256 or 512");
 
-/* Queue numbers; a queue whose feature is off gets no slot. */
-enum {
-	VB_VQ_INFLATE,
-	VB_VQ_DEFLATE,
-	VB_VQ_STATS,
-	VB_VQ_FREE_PAGE,
-	VB_VQ_REPORTING,
-	VB_VQ_MAX
-};
-
-/* Which work keeps the system awake (see vb_stay_awake()). */
-enum {
-	VB_WAKE_SIZE,
-	VB_WAKE_STATS,
-	VB_WAKE_NR
-};
-
-struct virtio_balloon {
-	struct virtio_device *vdev;
-	struct virtqueue *inflate_vq, *deflate_vq, *stats_vq;
-	struct virtqueue *free_page_vq, *reporting_vq;
-
-	/* Follows the host's target; requeued with a delay when stuck. */
-	struct delayed_work size_work;
-	struct work_struct stats_work;
-
-	/* Set on removal: host events no longer queue work. */
-	spinlock_t stop_update_lock;
-	bool stop_update;
-
-	/* Serialises the pfns array and balloon contents. */
-	struct mutex balloon_lock;
-	/* Frames in the balloon, as reported to the host in "actual". */
-	unsigned int num_pages;
-	/* 2 MiB blocks in the balloon (alloc_policy.h); not migratable. */
-	struct list_head blocks;
-	unsigned long num_blocks;
-	/* Frames per batch now, and at most (what the rings hold). */
-	unsigned int batch;
-	unsigned int batch_max;
-	/* Frames per request (request_shape.h). */
-	unsigned int req_frames;
-	/* Frames of the requests under way: VB_BATCH_MAX, or what fitted. */
-	__virtio32 *pfns;
-	unsigned int pfns_order;
-	/* Completions of inflate, deflate and reporting requests. */
-	wait_queue_head_t acked;
-	/* Requests and notifications sent, largest request (frames). */
-	unsigned long requests;
-	unsigned long kicks;
-	unsigned int request_max;
-	/* The host's target as last seen, and the last error talking to it. */
-	u32 target;
-	int last_error;
-
-	/* The floor by default (floor_mb = -1), and the retry state. */
-	unsigned long reserve;
-	unsigned int retry_ms;
-	bool out_of_puff;
-
-	/* Giving memory back under pressure (pressure_policy.h). */
-	struct shrinker *pressure_shrinker;
-	struct vb_pressure pressure;
-	/* The task allocating for the balloon: its reclaim is no pressure. */
-	struct task_struct *filler;
-
-	struct balloon_dev_info vb_dev_info;
-
-	/* Memory statistics, refilled for each host request. */
-	struct virtio_balloon_stat stats[BALLOON_STATS_MAX];
-	unsigned int num_stats;
-	unsigned long events[NR_VM_EVENT_ITEMS];
-
-	/* Free page hinting: blocks held while the host migrates. */
-	struct workqueue_struct *hint_wq;
-	struct work_struct hint_work;
-	/* Protects hint_blocks and hint_nr_blocks (the shrinker is async). */
-	spinlock_t hint_lock;
-	struct list_head hint_blocks;
-	unsigned long hint_nr_blocks;
-	/* Bit 0: the host's command id changed, read it again. */
-	unsigned long hint_id_stale;
-	u32 hint_id_host;
-	__virtio32 hint_id_active;
-	__virtio32 hint_id_stop;
-	struct shrinker *hint_shrinker;
-
-	unsigned long hint_rounds;
-	unsigned long hint_sent;
-
-	struct notifier_block oom_nb;
-	/* Gives blocks back before their memory goes offline. */
-	struct notifier_block memory_nb;
-	unsigned long offline_frames;
-	unsigned long oom_frames;
-	struct page_reporting_dev_info pr_dev_info;
-	bool reporting;
-	unsigned long reports;
-	u32 poison_val;
-
-	struct dentry *debugfs;
-	bool status_view;
-
-	/* Keeps suspend away while host requests are being handled. */
-	struct wakeup_source *ws;
-	/*
-	 * Protects wakeup_pending and wakeup_seq: set from interrupts,
-	 * cleared by work.  Each host event bumps its reason's sequence
-	 * number, so work relaxes only for the events it has seen.
-	 */
-	spinlock_t wakeup_lock;
-	unsigned int wakeup_pending;
-	unsigned long wakeup_seq[VB_WAKE_NR];
-};
-
 static const struct virtio_device_id id_table[] = {
 	{ VIRTIO_ID_BALLOON, VIRTIO_DEV_ANY_ID },
 	{ 0 },
 };
-
-static bool vb_has(struct virtio_balloon *vb, unsigned int fbit)
-{
-	return virtio_has_feature(vb->vdev, fbit);
-}
 
 /*
  * A host event (@why) is about to queue work: keep the system awake
@@ -570,9 +437,9 @@ static int fill_balloon(struct virtio_balloon *vb, size_t num)
  * caller holds balloon_lock.  When the host could not be told, they go
  * back into the balloon.  Returns the frames that left it.
  */
-static unsigned int release_lists(struct virtio_balloon *vb, struct list_head *blocks,
-				  unsigned int nblocks, struct list_head *pages,
-				  unsigned int frames)
+unsigned int release_lists(struct virtio_balloon *vb, struct list_head *blocks,
+			   unsigned int nblocks, struct list_head *pages,
+			   unsigned int frames)
 {
 	u64 t0 = ktime_get_ns();
 	struct page *page;
@@ -667,7 +534,7 @@ static unsigned int leak_balloon(struct virtio_balloon *vb, size_t num)
 	return freed;
 }
 
-static void update_balloon_size(struct virtio_balloon *vb)
+void update_balloon_size(struct virtio_balloon *vb)
 {
 	u32 actual = READ_ONCE(vb->num_pages);
 
@@ -896,186 +763,8 @@ static void stats_request(struct virtqueue *vq)
 	spin_unlock(&vb->stop_update_lock);
 }
 
-/* Give back up to @nr hint blocks to the page allocator. */
-static unsigned long hint_release(struct virtio_balloon *vb, unsigned long nr)
-{
-	unsigned long done = 0;
-	struct page *page;
-
-	spin_lock_irq(&vb->hint_lock);
-	while (done < nr) {
-		page = list_first_entry_or_null(&vb->hint_blocks, struct page, lru);
-		if (!page)
-			break;
-		list_del(&page->lru);
-		__free_pages(page, VB_HINT_ORDER);
-		done++;
-	}
-	vb->hint_nr_blocks -= done;
-	spin_unlock_irq(&vb->hint_lock);
-
-	return done;
-}
-
-static u32 hint_host_id(struct virtio_balloon *vb)
-{
-	if (test_and_clear_bit(0, &vb->hint_id_stale))
-		virtio_cread_le(vb->vdev, struct virtio_balloon_config,
-				free_page_hint_cmd_id, &vb->hint_id_host);
-	return vb->hint_id_host;
-}
-
-static int hint_send_id(struct virtio_balloon *vb, __virtio32 *id)
-{
-	struct virtqueue *vq = vb->free_page_vq;
-	struct scatterlist sg;
-	unsigned int len;
-	int err;
-
-	/* The host has seen the blocks it used: drop them from the ring. */
-	while (virtqueue_get_buf(vq, &len))
-		;
-	sg_init_one(&sg, id, sizeof(*id));
-	err = virtqueue_add_outbuf(vq, &sg, 1, id, GFP_KERNEL);
-	if (!err)
-		virtqueue_kick(vq);
-	return err;
-}
-
-/*
- * Hand the host one free block as a hint; -ENOMEM once no free block is
- * left.  The block stays ours (on hint_blocks) until the host is done or
- * the shrinker wants it back.
- */
-static int hint_send_block(struct virtio_balloon *vb)
-{
-	struct virtqueue *vq = vb->free_page_vq;
-	struct scatterlist sg;
-	struct page *page;
-	unsigned int len;
-	int err;
-
-	while (virtqueue_get_buf(vq, &len))
-		;
-	page = alloc_pages(VB_HINT_GFP, VB_HINT_ORDER);
-	if (!page)
-		return -ENOMEM;
-
-	/* One slot stays free for the stop id. */
-	if (vq->num_free <= 1) {
-		__free_pages(page, VB_HINT_ORDER);
-		return 0;
-	}
-	sg_init_one(&sg, page_address(page), VB_HINT_BYTES);
-	err = virtqueue_add_inbuf(vq, &sg, 1, page, GFP_KERNEL);
-	if (err) {
-		__free_pages(page, VB_HINT_ORDER);
-		return err;
-	}
-	virtqueue_kick(vq);
-
-	spin_lock_irq(&vb->hint_lock);
-	list_add(&page->lru, &vb->hint_blocks);
-	vb->hint_nr_blocks++;
-	spin_unlock_irq(&vb->hint_lock);
-	WRITE_ONCE(vb->hint_sent, vb->hint_sent + 1);
-	return 0;
-}
-
-/* One hinting round: the id, free blocks until none or a new id, stop. */
-static void hint_report(struct virtio_balloon *vb)
-{
-	struct device *dev = &vb->vdev->dev;
-	int err;
-
-	vb->hint_rounds++;
-	vb->hint_id_active = cpu_to_virtio32(vb->vdev, hint_host_id(vb));
-	err = hint_send_id(vb, &vb->hint_id_active);
-	if (err)
-		dev_err(dev, "free page hint: cannot send the command id: %d\n", err);
-
-	/* Large guests hand over thousands of blocks: let others run. */
-	while (!err && virtio32_to_cpu(vb->vdev, vb->hint_id_active) == hint_host_id(vb)) {
-		err = hint_send_block(vb);
-		cond_resched();
-	}
-	if (err && err != -ENOMEM)
-		dev_err(dev, "free page hint: cannot send a block: %d\n", err);
-
-	err = hint_send_id(vb, &vb->hint_id_stop);
-	if (err)
-		dev_err(dev, "free page hint: cannot send the stop id: %d\n", err);
-}
-
-static void hint_work_func(struct work_struct *work)
-{
-	struct virtio_balloon *vb = container_of(work, struct virtio_balloon,
-						 hint_work);
-	u32 id = hint_host_id(vb);
-
-	if (id == VIRTIO_BALLOON_CMD_ID_DONE)
-		hint_release(vb, ULONG_MAX);
-	else if (id != VIRTIO_BALLOON_CMD_ID_STOP &&
-		 id != virtio32_to_cpu(vb->vdev, vb->hint_id_active))
-		hint_report(vb);
-}
-
-/* Hint blocks are free memory on loan to the host: any user may have them. */
-static unsigned long hint_shrinker_count(struct shrinker *s,
-					 struct shrink_control *sc)
-{
-	struct virtio_balloon *vb = shrinker_private(s);
-
-	return READ_ONCE(vb->hint_nr_blocks) * VB_HINT_PAGES;
-}
-
-static unsigned long hint_shrinker_scan(struct shrinker *s,
-					struct shrink_control *sc)
-{
-	struct virtio_balloon *vb = shrinker_private(s);
-	unsigned long blocks = DIV_ROUND_UP(sc->nr_to_scan, VB_HINT_PAGES);
-
-	return hint_release(vb, blocks) * VB_HINT_PAGES;
-}
-
-static int hint_init(struct virtio_balloon *vb)
-{
-	/* The ring needs room for a block besides the stop id. */
-	if (virtqueue_get_vring_size(vb->free_page_vq) < 2)
-		return -ENOSPC;
-
-	vb->hint_wq = alloc_workqueue("virtio-balloon-hint",
-				      WQ_FREEZABLE | WQ_CPU_INTENSIVE | WQ_PERCPU, 0);
-	if (!vb->hint_wq)
-		return -ENOMEM;
-	INIT_WORK(&vb->hint_work, hint_work_func);
-	spin_lock_init(&vb->hint_lock);
-	INIT_LIST_HEAD(&vb->hint_blocks);
-	vb->hint_id_host = VIRTIO_BALLOON_CMD_ID_STOP;
-	vb->hint_id_active = cpu_to_virtio32(vb->vdev, VIRTIO_BALLOON_CMD_ID_STOP);
-	vb->hint_id_stop = cpu_to_virtio32(vb->vdev, VIRTIO_BALLOON_CMD_ID_STOP);
-
-	vb->hint_shrinker = shrinker_alloc(0, "virtio-balloon");
-	if (!vb->hint_shrinker) {
-		destroy_workqueue(vb->hint_wq);
-		return -ENOMEM;
-	}
-	vb->hint_shrinker->count_objects = hint_shrinker_count;
-	vb->hint_shrinker->scan_objects = hint_shrinker_scan;
-	shrinker_set_private(vb->hint_shrinker, vb);
-	shrinker_register(vb->hint_shrinker);
-	return 0;
-}
-
-static void hint_exit(struct virtio_balloon *vb)
-{
-	shrinker_free(vb->hint_shrinker);
-	cancel_work_sync(&vb->hint_work);
-	destroy_workqueue(vb->hint_wq);
-}
-
 /* Move towards the target now, ahead of any retry delay. */
-static void vb_follow_target(struct virtio_balloon *vb)
+void vb_follow_target(struct virtio_balloon *vb)
 {
 	unsigned long flags;
 
@@ -1212,69 +901,6 @@ static int virtio_balloon_oom_notify(struct notifier_block *nb,
 		pressure_resume_later(vb);
 	*freed += frames / VB_FRAMES_PER_PAGE;
 	return NOTIFY_OK;
-}
-
-/*
- * Memory going offline (hot-unplug, or offlined by hand): blocks cannot
- * migrate, so the ones in its range leave the balloon now, told to the
- * host as a deflation, and the balloon takes their place elsewhere.
- * Single balloon pages migrate out of the range by themselves.  The
- * range is isolated already, so nothing allocates from it again.
- */
-static unsigned int blocks_leave_range(struct virtio_balloon *vb,
-				       unsigned long start, unsigned long nr)
-{
-	unsigned int freed = 0, nblocks = 0, done;
-	struct page *page, *next;
-	unsigned long pfn;
-	LIST_HEAD(blocks);
-	LIST_HEAD(none);
-
-	list_for_each_entry_safe(page, next, &vb->blocks, lru) {
-		pfn = page_to_pfn(page);
-		if (pfn < start || pfn >= start + nr)
-			continue;
-		list_move_tail(&page->lru, &blocks);
-		nblocks++;
-		if (nblocks * VB_BLOCK_FRAMES + VB_BLOCK_FRAMES <= vb->batch_max)
-			continue;
-		done = release_lists(vb, &blocks, nblocks, &none, nblocks * VB_BLOCK_FRAMES);
-		if (!done)
-			return freed;
-		freed += done;
-		nblocks = 0;
-	}
-	if (nblocks)
-		freed += release_lists(vb, &blocks, nblocks, &none, nblocks * VB_BLOCK_FRAMES);
-	return freed;
-}
-
-static int virtio_balloon_memory_notify(struct notifier_block *nb,
-					unsigned long action, void *arg)
-{
-	struct virtio_balloon *vb = container_of(nb, struct virtio_balloon, memory_nb);
-	struct memory_notify *mn = arg;
-	unsigned long end = mn->start_pfn + mn->nr_pages;
-	unsigned int freed;
-	struct page *page;
-	bool stuck = false;
-
-	if (action != MEM_GOING_OFFLINE)
-		return NOTIFY_OK;
-
-	mutex_lock(&vb->balloon_lock);
-	freed = blocks_leave_range(vb, mn->start_pfn, mn->nr_pages);
-	/* A host that could not be told keeps its blocks: no offlining. */
-	list_for_each_entry(page, &vb->blocks, lru)
-		if (page_to_pfn(page) >= mn->start_pfn && page_to_pfn(page) < end)
-			stuck = true;
-	WRITE_ONCE(vb->offline_frames, vb->offline_frames + freed);
-	mutex_unlock(&vb->balloon_lock);
-	if (freed) {
-		update_balloon_size(vb);
-		vb_follow_target(vb);
-	}
-	return stuck ? NOTIFY_BAD : NOTIFY_OK;
 }
 
 static int virtballoon_free_page_report(struct page_reporting_dev_info *pr,
