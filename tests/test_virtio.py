@@ -420,44 +420,105 @@ def _trace_lines(vm, since):
         return f.read().splitlines()
 
 
-def test_requests_never_exceed_256_frames(std):
-    """QEMU's own trace of 256 MiB of inflation: every request holds at
-    most 256 frames (Firecracker ignores longer ones), all 65536 frames
-    arrive, and several requests share one notification."""
-    vm = std.vm
+def _traced_requests(vm, target):
+    """Balloon to target with QEMU's trace on; the requests QEMU popped
+    from the balloon's queues, each a list of guest physical addresses,
+    and the notifications of the inflate queue."""
     events = ("virtio_queue_notify", "virtqueue_pop", "virtio_balloon_handle_output")
     since = os.path.getsize(vm.qemu_log)
     # QEMU's "log" trace backend prints only with the trace log item on.
     vm.cmd("human-monitor-command",
            **{"command-line": "log " + ",".join("trace:" + e for e in events)})
     try:
-        vm.balloon_to(std.ram - 256 * MiB, STEP)
+        vm.balloon_to(target, STEP)
     finally:
         vm.cmd("human-monitor-command", **{"command-line": "log none"})
         for e in events:
             vm.qmp.cmd("trace-event-set-state", {"name": e, "enable": False})
-    sizes, notifies, cur = [], 0, None
+    reqs, notifies, cur = [], 0, None
     for line in _trace_lines(vm, since):
         if "virtio_queue_notify" in line and re.search(r"\bn 0\b", line):
             notifies += 1
         elif "virtqueue_pop" in line:
             if cur:
-                sizes.append(cur)
-            cur = 0
+                reqs.append(cur)
+            cur = []
         elif "virtio_balloon_handle_output" in line and cur is not None:
-            cur += 1
+            cur.append(int(re.search(r"gpa: (0x[0-9a-f]+)", line).group(1), 16))
     if cur:
-        sizes.append(cur)
-    assert sum(sizes) == frames(256 * MiB), \
-        "QEMU saw %d frames in %d requests" % (sum(sizes), len(sizes))
-    assert max(sizes) <= 256, "a request of %d frames" % max(sizes)
-    assert notifies and len(sizes) >= 4 * notifies, \
-        "%d requests in %d notifications of the inflate queue" % (len(sizes), notifies)
-    assert std.dbg_int("request_max_frames") == 256
-    print("%d requests (largest %d frames) in %d notifications" % (
-        len(sizes), max(sizes), notifies))
+        reqs.append(cur)
+    return reqs, notifies
+
+
+def _whole_blocks(reqs):
+    """Requests that are one whole, aligned 2 MiB block."""
+    return [r for r in reqs if len(r) == 512 and r[0] % (2 * MiB) == 0
+            and r == list(range(r[0], r[0] + 2 * MiB, 4096))]
+
+
+def test_request_shape(std):
+    """QEMU's own trace of 256 MiB of inflation.  On virtio-pci (QEMU's
+    device model) each 2 MiB block travels whole in one request of 512
+    frames, so a host backing the guest with 2 MiB huge pages can free
+    them; no request is longer.  With request_frames=256, the shape
+    Firecracker's virtio-mmio device needs, no request holds more than
+    256 frames.  All 65536 frames arrive, several requests share one
+    notification."""
+    vm = std.vm
+    for param, longest in ((None, 512), (256, 256)):
+        if param:
+            vm.sh("rmmod virtio_balloon; modprobe virtio_balloon request_frames=%d" % param)
+        try:
+            reqs, notifies = _traced_requests(vm, std.ram - 256 * MiB)
+            sizes = [len(r) for r in reqs]
+            assert sum(sizes) == frames(256 * MiB), \
+                "QEMU saw %d frames in %d requests" % (sum(sizes), len(sizes))
+            assert max(sizes) <= longest, "a request of %d frames" % max(sizes)
+            blocks = std.dbg_int("balloon_blocks")
+            assert blocks, "no 2 MiB block in 256 MiB of inflation"
+            whole = len(_whole_blocks(reqs))
+            if longest == 512:
+                assert whole == blocks, "%d of %d blocks arrived whole in one request" % (
+                    whole, blocks)
+            assert notifies and len(sizes) >= 4 * notifies, \
+                "%d requests in %d notifications of the inflate queue" % (len(sizes), notifies)
+            assert std.dbg_int("request_max_frames") == longest
+            print("request_frames=%s: %d requests (largest %d frames, %d whole blocks) "
+                  "in %d notifications" % (param, len(sizes), max(sizes), whole, notifies))
+            std.to_full(STEP)
+        finally:
+            if param:
+                vm.sh("rmmod virtio_balloon; modprobe virtio_balloon")
+    std.assert_nothing_leaked("after the traced inflations")
+
+
+def test_deflate_by_less_than_a_block(std):
+    """Lowering the balloon by less than a 2 MiB block when it holds no
+    single pages any more moves exactly what was asked (QEMU's trace of
+    the frames), not a whole block out and the rest back in: without
+    deflate-on-oom a failed refill would leave the guest above what the
+    host allowed."""
+    vm = std.vm
+    vm.balloon_to(std.ram - 64 * MiB, STEP)
+    # 3 MiB out: one block and 256 single pages
+    vm.balloon_to(std.ram - 61 * MiB, STEP)
+    singles = std.dbg_int("balloon_frames") - std.dbg_int("balloon_blocks") * 512
+    assert 0 < singles < frames(3 * MiB // 2), std.debugfs()
+    # 1.5 MiB out: more than the single pages left, less than a block
+    since = os.path.getsize(vm.qemu_log)
+    vm.cmd("human-monitor-command", **{"command-line": "log trace:virtio_balloon_handle_output"})
+    try:
+        vm.balloon_to(std.ram - 59 * MiB - 512 * 1024, STEP)
+    finally:
+        vm.cmd("human-monitor-command", **{"command-line": "log none"})
+        vm.qmp.cmd("trace-event-set-state", {"name": "virtio_balloon_handle_output",
+                                             "enable": False})
+    moved = [l for l in _trace_lines(vm, since) if "virtio_balloon_handle_output" in l]
+    assert len(moved) == frames(3 * MiB // 2), \
+        "QEMU saw %d frames move for a 1.5 MiB deflation (%d single frames were left)" % (
+            len(moved), singles)
     std.to_full(STEP)
-    std.assert_nothing_leaked("after the traced inflation")
+    std.assert_nothing_leaked("after the sub-block deflation")
 
 
 def _push_module(g, name):
@@ -743,6 +804,18 @@ def test_pressure_gives_back_what_is_needed(full):
         poker.join()
     assert rc == 0, "dd of %d MiB with %d MiB free failed:\n%s" % (free_mib + 256, free_mib, out)
     took = time.monotonic() - t0
+    # The hold delays inflation only: a deflation the host asks for while
+    # it is in force gets there at once.  The hold is still in force when
+    # actual reaches the new target, with no give-back since.
+    events = full.dbg_int("pressure_events")
+    left = full.dbg_int("pressure_hold_left_ms")
+    assert left > 0, "no hold in force after the give-back"
+    vm.balloon(1536 * MiB)
+    vm.wait_actual(1536 * MiB, STEP)
+    assert full.dbg_int("pressure_events") == events
+    assert full.dbg_int("pressure_hold_left_ms") > 0, \
+        "the deflation to 1.5 GiB waited out the hold (%d ms left when asked)" % left
+    vm.balloon(1 * GiB)
     vm.sh("echo 0 > %s/events/balloon/enable" % t)
     trace = vm.sh("grep -E 'virtio_balloon_(backoff|give_back)' %s/trace || true" % t)
     print("\n".join(trace.splitlines()[-6:]))
@@ -775,6 +848,31 @@ def test_pressure_gives_back_what_is_needed(full):
     assert full.dbg_int("balloon_frames") == frames(GiB)
     full.to_full(STEP)
     full.assert_nothing_leaked("after giving back under pressure")
+
+
+def test_reclaim_on_request_is_no_pressure(full):
+    """drop_caches and memory.reclaim on the root cgroup ask for reclaim
+    with plenty of memory free: no page allocation is waiting, so the
+    balloon gives nothing back (QMP actual stays where the host put it)."""
+    vm = full.vm
+    vm.balloon_to(1 * GiB, STEP)
+    given0 = full.dbg_int("pressure_events")
+    for _ in range(3):
+        vm.sh("sync; echo 3 > /proc/sys/vm/drop_caches")
+        assert vm.query_balloon() == 1 * GiB, "drop_caches deflated the balloon"
+    cg = "/sys/fs/cgroup"
+    vm.sh("mountpoint -q %s || mount -t cgroup2 none %s" % (cg, cg))
+    rc, _ = vm.shell("test -e %s/memory.reclaim" % cg)
+    if rc == 0:
+        for _ in range(3):
+            # EAGAIN when it could not reclaim all of it: that is fine
+            vm.shell("echo 256M > %s/memory.reclaim" % cg)
+            assert vm.query_balloon() == 1 * GiB, "memory.reclaim deflated the balloon"
+    else:
+        print("no memory.reclaim on %s (added in 5.19): drop_caches only" % full.kver)
+    assert full.dbg_int("pressure_events") == given0
+    full.to_full(STEP)
+    full.assert_nothing_leaked("after reclaim on request")
 
 
 def test_free_page_hinting_during_migration(full):

@@ -1,0 +1,120 @@
+# SPDX-License-Identifier: GPL-2.0
+"""A guest's memory zones and memory hot-plug, for the tests that check
+what a balloon leaves each zone (tests/test_zones.py) and for later
+lifecycle tests that plug memory in and out.
+
+zones(vm, page_kb) -> {"DMA32": Zone, ...}
+                                 /proc/zoneinfo of node 0's populated zones
+Zone                             .free .min .low .high .managed (MiB)
+                                 .reserve: its largest lowmem_reserve (MiB)
+                                 .floor: low watermark + reserve (MiB)
+plug_dimm(vm, mib, dimm_id)      QMP object_add + device_add of a pc-dimm
+                                 (the VM needs -m N,slots=S,maxmem=M);
+                                 returns the guest memory block numbers that
+                                 appeared, left offline (memhp_default_state=
+                                 offline on the guest command line)
+online_blocks(vm, blocks, how)   echo online_movable / online_kernel
+offline_blocks(vm, blocks)       echo offline; returns (ok, message)
+online_again(vm, blocks, how)    online what a failed offlining left offline
+block_zones(vm, blocks)          the zone each block's memory went to
+"""
+import time
+
+MOVABLE = "Movable"
+# Lines of zoneinfo we read, and what we call them.
+_FIELDS = {"free": "free", "min": "min", "low": "low", "high": "high",
+           "managed": "managed"}
+
+
+class Zone:
+    def __init__(self, name):
+        self.name = name
+        self.free = self.min = self.low = self.high = self.managed = 0.0
+        self.reserve = 0.0
+
+    @property
+    def floor(self):
+        return self.low + self.reserve
+
+    def __repr__(self):
+        return "%s(free %.1f, min %.1f, low %.1f, reserve %.1f MiB)" % (
+            self.name, self.free, self.min, self.low, self.reserve)
+
+
+def zones(vm, page_kb):
+    """Node 0's populated zones from /proc/zoneinfo, in MiB."""
+    mib = page_kb / 1024.0
+    out, cur = {}, None
+    for line in vm.sh("cat /proc/zoneinfo").splitlines():
+        w = line.split()
+        if line.startswith("Node"):
+            cur = None
+            if w[1].rstrip(",") == "0":
+                cur = Zone(w[3])
+                out[cur.name] = cur
+        elif cur is None or not w:
+            continue
+        elif w[0] == "pages" and w[1] == "free":
+            cur.free = int(w[2]) * mib
+        elif w[0] in _FIELDS and len(w) == 2 and w[1].isdigit():
+            setattr(cur, _FIELDS[w[0]], int(w[1]) * mib)
+        elif w[0] == "protection:":
+            nums = [int(x) for x in line.split("(", 1)[1].rstrip(")").split(",")]
+            cur.reserve = max(nums) * mib
+    return {k: z for k, z in out.items() if z.managed}
+
+
+def plug_dimm(vm, mib, dimm_id):
+    """A pc-dimm of mib MiB plugged over QMP; the memory blocks it added."""
+    before = set(_blocks(vm))
+    vm.cmd("object-add", **{"qom-type": "memory-backend-ram",
+                            "id": dimm_id + "-mem", "size": mib << 20})
+    vm.cmd("device_add", driver="pc-dimm", id=dimm_id, memdev=dimm_id + "-mem")
+    deadline = time.monotonic() + 60
+    while True:
+        new = sorted(set(_blocks(vm)) - before)
+        if len(new) * _block_mib(vm) >= mib:
+            return new
+        assert time.monotonic() < deadline, \
+            "the guest saw %d new memory blocks of a %d MiB DIMM" % (len(new), mib)
+        time.sleep(0.5)
+
+
+def _blocks(vm):
+    out = vm.sh("ls /sys/devices/system/memory/ | sed -n 's/^memory//p'")
+    return [int(x) for x in out.split() if x.isdigit()]
+
+
+def _block_mib(vm):
+    return int(vm.sh("cat /sys/devices/system/memory/block_size_bytes"), 16) >> 20
+
+
+def _state(block):
+    return "/sys/devices/system/memory/memory%d/state" % block
+
+
+def online_blocks(vm, blocks, how):
+    for b in blocks:
+        vm.sh("echo %s > %s" % (how, _state(b)))
+        assert vm.sh("cat %s" % _state(b)).strip() == "online", "memory%d not online" % b
+
+
+def offline_blocks(vm, blocks):
+    """Offline every block; (True, "") or (False, what the kernel said)."""
+    for b in blocks:
+        rc, out = vm.shell("(echo offline > %s) 2>&1" % _state(b), timeout=300)
+        if rc != 0:
+            return False, "memory%d: %s" % (b, out.strip())
+    return True, ""
+
+
+def online_again(vm, blocks, how):
+    """Online the blocks an offlining that failed half-way left offline."""
+    for b in blocks:
+        if vm.sh("cat %s" % _state(b)).strip() == "offline":
+            vm.sh("echo %s > %s" % (how, _state(b)))
+
+
+def block_zones(vm, blocks):
+    return {b: vm.sh("cat /sys/devices/system/memory/memory%d/valid_zones" % b).split()[0]
+            for b in blocks}

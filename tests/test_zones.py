@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: GPL-2.0
+"""What a balloon leaves each memory zone of the guest (src/zone_guard.h).
+
+The rule: no zone the kernel allocates from for itself (every zone but
+Movable) ends below its low watermark plus its lowmem_reserve, and none
+ends lower than the kernel's own driver leaves it in the same guest.
+Each test runs the kernel's driver and ours, one after the other, in one
+guest, and compares /proc/zoneinfo after each inflation.
+
+  movable   2 GiB booted with movablecore=1536M, balloon to 1 GiB, on the
+            four amd64 kernels and sid's arm64 kernel with 16 KiB pages
+  dimm      2 GiB plus two hot-plugged DIMMs (QMP object-add/device_add,
+            onlined by the test): 128 MiB onlined movable, 512 MiB onlined
+            to the kernel; the balloon inflated, both go offline and are
+            unplugged again (blocks in the kernel's DIMM must leave the
+            balloon when their memory goes offline: they cannot migrate)
+"""
+import pytest
+
+from lib import memzones, roots
+from lib.virtio_util import GiB, MiB, GuestPool
+
+SUITES = [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
+          for s in roots.suites()]
+if not roots.quick() and "sid" in roots.suites():
+    SUITES.append("sid-arm64-16k")
+STEP = 300
+# Free memory moves a little between two readings (per-cpu lists, the
+# shell, 2 MiB granularity of blocks); what a drained zone loses is far
+# more.
+SLACK_MIB = 8
+
+CONFIGS = {
+    "movable": {"append": "movablecore=1536M"},
+    "dimm": {"append": "memhp_default_state=offline",
+             "extra_args": ["-m", "2048,slots=2,maxmem=4G"]},
+}
+
+
+@pytest.fixture(scope="module")
+def pool(suite):
+    if suite in roots.ARM64:
+        import test_arm64
+        test_arm64.need_suite(suite)
+    p = GuestPool(suite, CONFIGS)
+    yield p
+    p.close()
+
+
+def _table(before, after):
+    return "\n".join("  %-8s %7.1f -> %7.1f MiB (min %.1f, low %.1f + reserve %.1f)" % (
+        n, before[n].free, after[n].free, after[n].min, after[n].low, after[n].reserve)
+        for n in after)
+
+
+def _inflate(g, driver, size):
+    """Load driver ("intree" or "ours"), balloon to size, read the zones,
+    balloon back to full; returns the zones at size."""
+    (g.load_intree if driver == "intree" else g.load_ours)()
+    before = memzones.zones(g.vm, g.page_kb)
+    g.vm.balloon_to(size, STEP)
+    after = memzones.zones(g.vm, g.page_kb)
+    print("%s, balloon to %d MiB:\n%s" % (driver, size // MiB, _table(before, after)))
+    return before, after
+
+
+def _assert_zone_rule(before, ours, intree):
+    for name, z in ours.items():
+        if name == memzones.MOVABLE:
+            continue
+        if before[name].free >= z.floor:
+            assert z.free >= z.floor - SLACK_MIB, \
+                "ours left %s at %.1f MiB, below its low watermark %.1f + reserve %.1f" % (
+                    name, z.free, z.low, z.reserve)
+        assert z.free >= intree[name].free - SLACK_MIB, \
+            "ours left %s at %.1f MiB, the kernel's driver %.1f MiB" % (
+                name, z.free, intree[name].free)
+
+
+@pytest.mark.parametrize("suite", SUITES, scope="module")
+def test_movable_zone_keeps_kernel_zones(pool):
+    """movablecore=1536M: the kernel's driver takes its pages from the
+    movable zone and leaves DMA32 as it was; ours must too (it used to
+    take 2 MiB blocks from DMA32 down to its min watermark)."""
+    g = pool.get("movable")
+    assert memzones.MOVABLE in memzones.zones(g.vm, g.page_kb), \
+        "movablecore= gave the guest no movable zone"
+    _, intree = _inflate(g, "intree", 1 * GiB)
+    g.to_full(STEP)
+    before, ours = _inflate(g, "ours", 1 * GiB)
+    g.to_full(STEP)
+    g.assert_nothing_leaked("after the movable-zone inflation")
+    _assert_zone_rule(before, ours, intree)
+
+
+@pytest.mark.parametrize("suite", [s for s in SUITES if s in ("bookworm", "sid")
+                                   or getattr(s, "values", None) == ("bookworm",)],
+                         scope="module")
+def test_hotplugged_memory(pool, suite):
+    """Two DIMMs plugged over QMP, one onlined movable, one to the kernel:
+    the balloon leaves the kernel's zones as the kernel's driver does,
+    and both DIMMs go offline and out with the balloon inflated (our
+    blocks in the kernel's DIMM leave the balloon as it goes offline,
+    the host told of each: QMP actual rises)."""
+    g = pool.get("dimm")
+    vm = g.vm
+    movable = memzones.plug_dimm(vm, 128, "dimm1")
+    memzones.online_blocks(vm, movable, "online_movable")
+    kernel = memzones.plug_dimm(vm, 512, "dimm2")
+    memzones.online_blocks(vm, kernel, "online_kernel")
+    zones = memzones.block_zones(vm, movable + kernel)
+    assert {zones[b] for b in movable} == {memzones.MOVABLE}, zones
+    assert memzones.MOVABLE not in {zones[b] for b in kernel}, zones
+    total = g.ram + 640 * MiB
+    assert vm.query_balloon() == total
+    # 640 MiB ballooned: more than the movable DIMM has, so the kernel's
+    # zones give too (our blocks: the kernel's DIMM first).
+    size = total - 640 * MiB
+    _, intree = _inflate(g, "intree", size)
+    # Whether the kernel's DIMM can go offline at all: the kernel's own
+    # allocations may sit there (it is its highest zone), whatever the
+    # balloon does.  With the kernel's driver, then again with ours.
+    intree_ok, why = memzones.offline_blocks(vm, kernel)
+    print("kernel DIMM offline with the kernel's driver inflated: %s %s" % (intree_ok, why))
+    memzones.online_again(vm, kernel, "online_kernel")
+    vm.balloon_to(total, STEP)
+    before, ours = _inflate(g, "ours", size)
+    _assert_zone_rule(before, ours, intree)
+    offline0 = g.dbg_int("offline_frames")
+    ok, why = memzones.offline_blocks(vm, movable)
+    assert ok, "the movable DIMM did not go offline with our balloon inflated: " + why
+    actual = vm.query_balloon()
+    ok, why = memzones.offline_blocks(vm, kernel)
+    print("kernel DIMM offline with ours inflated: %s %s; QMP actual %d -> %d MiB" % (
+        ok, why, actual // MiB, vm.query_balloon() // MiB))
+    if intree_ok:
+        assert ok, "the kernel's DIMM went offline with the kernel's driver, " \
+            "not with ours: " + why
+    given = g.dbg_int("offline_frames") - offline0
+    print("%d MiB of blocks left the balloon as their memory went offline" % (
+        given * 4096 // MiB))
+    vm.device_del("dimm1")
+    if not ok:
+        # The kernel's objects keep that DIMM: give the balloon back and
+        # leave this guest to the next boot.
+        memzones.online_again(vm, kernel, "online_kernel")
+        vm.balloon_to(g.ram + 512 * MiB, STEP)
+        pool.close()
+        return
+    vm.device_del("dimm2")
+    assert vm.query_balloon() >= size, "the host lost track of the balloon"
+    vm.balloon_to(g.ram, STEP)
+    g.assert_nothing_leaked("after unplugging both DIMMs")
