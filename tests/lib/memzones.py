@@ -14,7 +14,7 @@ plug_dimm(vm, mib, dimm_id)      QMP object_add + device_add of a pc-dimm
                                  appeared, left offline (memhp_default_state=
                                  offline on the guest command line)
 online_blocks(vm, blocks, how)   echo online_movable / online_kernel
-offline_blocks(vm, blocks)       echo offline; returns (ok, message)
+offline_blocks(vm, blocks)       echo offline to each; (blocks offline, why not)
 online_again(vm, blocks, how)    online what a failed offlining left offline
 block_zones(vm, blocks)          the zone each block's memory went to
 """
@@ -100,12 +100,16 @@ def online_blocks(vm, blocks, how):
 
 
 def offline_blocks(vm, blocks):
-    """Offline every block; (True, "") or (False, what the kernel said)."""
+    """Offline each block; (the blocks that went offline, what the kernel
+    said of the others)."""
+    done, why = [], []
     for b in blocks:
         rc, out = vm.shell("(echo offline > %s) 2>&1" % _state(b), timeout=300)
-        if rc != 0:
-            return False, "memory%d: %s" % (b, out.strip())
-    return True, ""
+        if rc == 0:
+            done.append(b)
+        else:
+            why.append("memory%d: %s" % (b, out.strip()))
+    return done, "; ".join(why)
 
 
 def online_again(vm, blocks, how):
