@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The virtio balloon's device state, shared by the files of the module:
- * virtio_balloon_main.c (the balloon, statistics, pressure, reporting,
- * probe and removal), free_page_hint.c (hints for live migration) and
- * memory_offline.c (blocks leave before their memory goes offline).
+ * virtio_balloon_main.c (the balloon, statistics, reporting, probe and
+ * removal), pressure_policy.c (giving memory back under pressure),
+ * virtio_balloon_status.c (debugfs and the sysfs status view),
+ * free_page_hint.c (hints for live migration) and memory_offline.c
+ * (blocks leave before their memory goes offline).
  */
 #ifndef BALLOON_VIRTIO_BALLOON_H
 #define BALLOON_VIRTIO_BALLOON_H
@@ -143,7 +145,6 @@ struct virtio_balloon {
 	u32 poison_val;
 
 	struct dentry *debugfs;
-	bool status_view;
 
 	/* Keeps suspend away while host requests are being handled. */
 	struct wakeup_source *ws;
@@ -163,11 +164,22 @@ static inline bool vb_has(struct virtio_balloon *vb, unsigned int fbit)
 }
 
 /* virtio_balloon_main.c */
+unsigned int __leak_balloon(struct virtio_balloon *vb, size_t num);
 unsigned int release_lists(struct virtio_balloon *vb, struct list_head *blocks,
 			   unsigned int nblocks, struct list_head *pages,
 			   unsigned int frames);
 void update_balloon_size(struct virtio_balloon *vb);
 void vb_follow_target(struct virtio_balloon *vb);
+unsigned long vb_floor(struct virtio_balloon *vb);
+
+/* virtio_balloon_status.c */
+void vb_debugfs_init(struct virtio_balloon *vb);
+extern const struct attribute_group *vb_status_groups[];
+
+/* pressure_policy.c */
+unsigned long pressure_hold(struct virtio_balloon *vb);
+int pressure_init(struct virtio_balloon *vb);
+void pressure_exit(struct virtio_balloon *vb);
 
 /* free_page_hint.c */
 unsigned long hint_release(struct virtio_balloon *vb, unsigned long nr);

@@ -33,7 +33,6 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
-#include <linux/oom.h>
 #include <linux/page_reporting.h>
 #include <linux/pm_wakeup.h>
 #include <linux/poison.h>
@@ -301,7 +300,7 @@ static void free_page_list(struct list_head *pages, bool blocks)
 }
 
 /* The floor in pages: the parameter if set, else the probe-time default. */
-static unsigned long vb_floor(struct virtio_balloon *vb)
+unsigned long vb_floor(struct virtio_balloon *vb)
 {
 	int mb = READ_ONCE(floor_mb);
 
@@ -365,6 +364,55 @@ static unsigned int alloc_blocks(struct list_head *blocks, size_t num)
 }
 
 /*
+ * Hand the host the @nblocks blocks on @blocks and the pages on @pages,
+ * @got frames in all, and put them into the balloon; unless memory was
+ * given back under pressure since @given was read (-EAGAIN) or the host
+ * did not take them (0): then they go back to the allocator.
+ */
+static int inflate_lists(struct virtio_balloon *vb, struct list_head *blocks,
+			 unsigned int nblocks, struct list_head *pages,
+			 unsigned int got, unsigned long given, u64 t0)
+{
+	struct page *page;
+	unsigned int at;
+	int err;
+
+	mutex_lock(&vb->balloon_lock);
+	if (vb->pressure.events != given) {
+		/* The guest needed memory while we took it: let it have it. */
+		mutex_unlock(&vb->balloon_lock);
+		free_page_list(blocks, true);
+		free_page_list(pages, false);
+		return -EAGAIN;
+	}
+	at = list_pfns(vb, blocks, VB_BLOCK_FRAMES, 0);
+	list_pfns(vb, pages, VB_FRAMES_PER_PAGE, at);
+	err = tell_host(vb, vb->inflate_vq, got);
+	trace_virtio_balloon_batch(true, got - nblocks * VB_BLOCK_FRAMES,
+				   nblocks * VB_BLOCK_FRAMES, ktime_get_ns() - t0, err);
+	if (err) {
+		/*
+		 * The host did not take them, or the device broke and nobody
+		 * will (what a broken device took before, it gets no more
+		 * use of): they stay the guest's, and actual stays what the
+		 * host has.
+		 */
+		mutex_unlock(&vb->balloon_lock);
+		free_page_list(blocks, true);
+		free_page_list(pages, false);
+		return 0;
+	}
+	list_for_each_entry(page, blocks, lru)
+		balloon_compat_block_insert(page, VB_BLOCK_ORDER);
+	list_splice_tail(blocks, &vb->blocks);
+	vb->num_blocks += nblocks;
+	balloon_compat_list_enqueue(&vb->vb_dev_info, pages);
+	vb->num_pages += got;
+	mutex_unlock(&vb->balloon_lock);
+	return got;
+}
+
+/*
  * Inflate by up to @num frames (at most one batch): movable single pages
  * while a movable zone has them to spare, then whole blocks while @num
  * has room for one and the zone guard allows (zone_guard.h), single
@@ -375,12 +423,10 @@ static unsigned int alloc_blocks(struct list_head *blocks, size_t num)
 static int fill_balloon(struct virtio_balloon *vb, size_t num)
 {
 	unsigned long given = READ_ONCE(vb->pressure.events);
-	unsigned int got, nblocks, at;
 	u64 t0 = ktime_get_ns();
-	struct page *page;
+	unsigned int got, nblocks;
 	LIST_HEAD(blocks);
 	LIST_HEAD(pages);
-	int err;
 
 	num = min_t(size_t, num, vb->batch_max);
 	num = min_t(size_t, num, inflate_headroom(vb) * (u64)VB_FRAMES_PER_PAGE);
@@ -395,40 +441,7 @@ static int fill_balloon(struct virtio_balloon *vb, size_t num)
 	if (!got)
 		return 0;
 
-	mutex_lock(&vb->balloon_lock);
-	if (vb->pressure.events != given) {
-		/* The guest needed memory while we took it: let it have it. */
-		mutex_unlock(&vb->balloon_lock);
-		free_page_list(&blocks, true);
-		free_page_list(&pages, false);
-		return -EAGAIN;
-	}
-	at = list_pfns(vb, &blocks, VB_BLOCK_FRAMES, 0);
-	list_pfns(vb, &pages, VB_FRAMES_PER_PAGE, at);
-	err = tell_host(vb, vb->inflate_vq, got);
-	trace_virtio_balloon_batch(true, got - nblocks * VB_BLOCK_FRAMES,
-				   nblocks * VB_BLOCK_FRAMES, ktime_get_ns() - t0, err);
-	if (err) {
-		/*
-		 * The host did not take them, or the device broke and nobody
-		 * will (what a broken device took before, it gets no more
-		 * use of): they stay the guest's, and actual stays what the
-		 * host has.
-		 */
-		mutex_unlock(&vb->balloon_lock);
-		free_page_list(&blocks, true);
-		free_page_list(&pages, false);
-		return 0;
-	}
-	list_for_each_entry(page, &blocks, lru)
-		balloon_compat_block_insert(page, VB_BLOCK_ORDER);
-	list_splice_tail(&blocks, &vb->blocks);
-	vb->num_blocks += nblocks;
-	balloon_compat_list_enqueue(&vb->vb_dev_info, &pages);
-	vb->num_pages += got;
-	mutex_unlock(&vb->balloon_lock);
-
-	return got;
+	return inflate_lists(vb, &blocks, nblocks, &pages, got, given, t0);
 }
 
 /*
@@ -495,7 +508,7 @@ static void split_one_block(struct virtio_balloon *vb)
  * balloon_lock.  Whole blocks go first, while @num has room for one;
  * then single pages.  Returns how many frames left the balloon.
  */
-static unsigned int __leak_balloon(struct virtio_balloon *vb, size_t num)
+unsigned int __leak_balloon(struct virtio_balloon *vb, size_t num)
 {
 	unsigned int freed = 0, nblocks = 0, npages;
 	struct page *page, *next;
@@ -542,8 +555,11 @@ void update_balloon_size(struct virtio_balloon *vb)
 	virtio_cwrite_le(vb->vdev, struct virtio_balloon_config, actual, &actual);
 }
 
-/* Frames to add (positive) or remove (negative) to meet the host's target. */
-static s64 towards_target(struct virtio_balloon *vb)
+/*
+ * Read the host's target, noting a change, and return the frames to add
+ * (positive) or remove (negative) to meet it.
+ */
+static s64 update_target(struct virtio_balloon *vb)
 {
 	u32 target;
 
@@ -557,7 +573,7 @@ static s64 towards_target(struct virtio_balloon *vb)
 }
 
 /* The target is out of reach for now: say so once and back off. */
-static unsigned long out_of_puff(struct virtio_balloon *vb, s64 missing)
+static unsigned long back_off(struct virtio_balloon *vb, s64 missing)
 {
 	if (!vb->out_of_puff) {
 		dev_info_ratelimited(&vb->vdev->dev,
@@ -569,17 +585,6 @@ static unsigned long out_of_puff(struct virtio_balloon *vb, s64 missing)
 			       VB_RETRY_MAX_MS);
 	trace_virtio_balloon_backoff(vb->num_pages, missing, vb->retry_ms);
 	return msecs_to_jiffies(vb->retry_ms);
-}
-
-/* Jiffies inflation must still wait after giving memory back. */
-static unsigned long pressure_hold(struct virtio_balloon *vb)
-{
-	unsigned long hold;
-
-	mutex_lock(&vb->balloon_lock);
-	hold = vb_pressure_hold(&vb->pressure);
-	mutex_unlock(&vb->balloon_lock);
-	return hold;
 }
 
 /*
@@ -611,7 +616,7 @@ static s64 size_step(struct virtio_balloon *vb, s64 diff, unsigned long *delay)
 		return diff;
 	}
 	if (done < want) {
-		*delay = out_of_puff(vb, diff - done);
+		*delay = back_off(vb, diff - done);
 	} else {
 		vb->retry_ms = 0;
 		vb->batch = vb_batch_next(vb->batch, vb->batch_max);
@@ -627,7 +632,7 @@ static void size_work_func(struct work_struct *work)
 	unsigned long delay = 0;
 	s64 diff;
 
-	diff = towards_target(vb);
+	diff = update_target(vb);
 	if (diff > 0 && virtqueue_is_broken(vb->inflate_vq)) {
 		/* Nobody takes memory from a broken device: nothing to do. */
 		vb_relax(vb, VB_WAKE_SIZE, seq);
@@ -790,117 +795,6 @@ static void virtballoon_changed(struct virtio_device *vdev)
 		}
 	}
 	spin_unlock_irqrestore(&vb->stop_update_lock, flags);
-}
-
-/*
- * Give memory back under pressure (pressure_policy.h); the caller holds
- * balloon_lock.  Returns the frames given back.
- */
-static unsigned long pressure_give_back(struct virtio_balloon *vb,
-					unsigned long want, int source)
-{
-	unsigned long goal = vb_pressure_amount(&vb->pressure, want);
-	unsigned long freed = 0, before = vb->num_pages;
-	unsigned int done;
-
-	while (freed < goal) {
-		done = __leak_balloon(vb, goal - freed);
-		if (!done)
-			break;
-		freed += done;
-	}
-	if (!freed)
-		return 0;
-	vb_pressure_given(&vb->pressure, freed, freed / VB_FRAMES_PER_PAGE,
-			  global_zone_page_state(NR_FREE_PAGES));
-	update_balloon_size(vb);
-	trace_virtio_balloon_give_back(source, want, freed, vb->pressure.hold_ms);
-	trace_virtio_balloon_target(before, vb->num_pages, source);
-	return freed;
-}
-
-/*
- * Follow the host's target again once the hold has passed.  Only when no
- * run is queued: a queued run may be a deflation the host asked for,
- * which the hold must not delay (size_work_func() applies the hold to
- * inflation itself).
- */
-static void pressure_resume_later(struct virtio_balloon *vb)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(&vb->stop_update_lock, flags);
-	if (!vb->stop_update)
-		queue_delayed_work(system_freezable_wq, &vb->size_work,
-				   msecs_to_jiffies(vb->pressure.hold_ms));
-	spin_unlock_irqrestore(&vb->stop_update_lock, flags);
-}
-
-/*
- * Pressure is reclaim for a page allocation that found the guest short:
- * not kswapd's trimming, not our own allocations, and not reclaim asked
- * for with memory to spare (drop_caches, memory.reclaim).
- */
-static unsigned long pressure_count(struct shrinker *s, struct shrink_control *sc)
-{
-	struct virtio_balloon *vb = shrinker_private(s);
-
-	if (current_is_kswapd() || READ_ONCE(vb->filler) == current ||
-	    !balloon_zones_short(sc->gfp_mask))
-		return 0;
-	return READ_ONCE(vb->num_pages) / VB_FRAMES_PER_PAGE;
-}
-
-static unsigned long pressure_scan(struct shrinker *s, struct shrink_control *sc)
-{
-	struct virtio_balloon *vb = shrinker_private(s);
-	unsigned long freed = 0;
-
-	if (READ_ONCE(vb->filler) == current || !balloon_zones_short(sc->gfp_mask))
-		return SHRINK_STOP;
-	/* Never wait in reclaim: the balloon may be busy talking to the host. */
-	if (!mutex_trylock(&vb->balloon_lock))
-		return SHRINK_STOP;
-	if (!vb_pressure_too_soon(&vb->pressure, global_zone_page_state(NR_FREE_PAGES)))
-		freed = pressure_give_back(vb, sc->nr_to_scan * VB_FRAMES_PER_PAGE,
-					   BALLOON_SOURCE_PRESSURE);
-	mutex_unlock(&vb->balloon_lock);
-	if (!freed)
-		return SHRINK_STOP;
-	pressure_resume_later(vb);
-	/* Reclaim has what it came for: no need to empty the page cache too. */
-	mm_account_reclaimed_pages(freed / VB_FRAMES_PER_PAGE);
-	return freed / VB_FRAMES_PER_PAGE;
-}
-
-static int pressure_init(struct virtio_balloon *vb)
-{
-	vb->pressure_shrinker = shrinker_alloc(0, "virtio-balloon-pressure");
-	if (!vb->pressure_shrinker)
-		return -ENOMEM;
-	vb->pressure_shrinker->count_objects = pressure_count;
-	vb->pressure_shrinker->scan_objects = pressure_scan;
-	shrinker_set_private(vb->pressure_shrinker, vb);
-	shrinker_register(vb->pressure_shrinker);
-	return 0;
-}
-
-/* The last resort before a process is killed: the same policy. */
-static int virtio_balloon_oom_notify(struct notifier_block *nb,
-				     unsigned long dummy, void *parm)
-{
-	struct virtio_balloon *vb = container_of(nb, struct virtio_balloon, oom_nb);
-	unsigned long *freed = parm;
-	unsigned long frames;
-
-	mutex_lock(&vb->balloon_lock);
-	frames = pressure_give_back(vb, VB_OOM_FRAMES, BALLOON_SOURCE_OOM);
-	WRITE_ONCE(vb->oom_frames, vb->oom_frames + frames);
-	mutex_unlock(&vb->balloon_lock);
-	if (frames)
-		pressure_resume_later(vb);
-	*freed += frames / VB_FRAMES_PER_PAGE;
-	return NOTIFY_OK;
 }
 
 static int virtballoon_free_page_report(struct page_reporting_dev_info *pr,
@@ -1118,12 +1012,60 @@ static void write_poison_val(struct virtio_balloon *vb)
 			 &poison_val);
 }
 
-#include "virtio_balloon_status.h"
-
 static void init_reserve(struct virtio_balloon *vb)
 {
 	vb->reserve = clamp_t(unsigned long, totalram_pages() / 32,
 			      VB_RESERVE_MIN, VB_RESERVE_MAX);
+}
+
+/* A new device's state, before anything talks to the host. */
+static struct virtio_balloon *vb_alloc(struct virtio_device *vdev)
+{
+	struct virtio_balloon *vb = kzalloc_obj(*vb, GFP_KERNEL);
+
+	if (!vb)
+		return NULL;
+	vb->vdev = vdev;
+	INIT_DELAYED_WORK(&vb->size_work, size_work_func);
+	INIT_WORK(&vb->stats_work, stats_work_func);
+	spin_lock_init(&vb->stop_update_lock);
+	spin_lock_init(&vb->wakeup_lock);
+	mutex_init(&vb->balloon_lock);
+	INIT_LIST_HEAD(&vb->blocks);
+	init_waitqueue_head(&vb->acked);
+	init_reserve(vb);
+	if (alloc_pfns(vb)) {
+		kfree(vb);
+		return NULL;
+	}
+	return vb;
+}
+
+static void vb_free(struct virtio_balloon *vb)
+{
+	free_pages((unsigned long)vb->pfns, vb->pfns_order);
+	kfree(vb);
+}
+
+/* The optional features that need set-up of their own. */
+static int features_init(struct virtio_balloon *vb)
+{
+	int err;
+
+	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT)) {
+		err = hint_init(vb);
+		if (err)
+			return err;
+	}
+	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
+		err = pressure_init(vb);
+		if (err) {
+			if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+				hint_exit(vb);
+			return err;
+		}
+	}
+	return 0;
 }
 
 static int virtballoon_probe(struct virtio_device *vdev)
@@ -1136,59 +1078,27 @@ static int virtballoon_probe(struct virtio_device *vdev)
 		return -EINVAL;
 	}
 
-	vb = kzalloc_obj(*vb, GFP_KERNEL);
+	vb = vb_alloc(vdev);
 	if (!vb)
 		return -ENOMEM;
 	vdev->priv = vb;
-	vb->vdev = vdev;
-	INIT_DELAYED_WORK(&vb->size_work, size_work_func);
-	INIT_WORK(&vb->stats_work, stats_work_func);
-	spin_lock_init(&vb->stop_update_lock);
-	spin_lock_init(&vb->wakeup_lock);
-	mutex_init(&vb->balloon_lock);
-	INIT_LIST_HEAD(&vb->blocks);
-	init_waitqueue_head(&vb->acked);
-	init_reserve(vb);
-	err = alloc_pfns(vb);
-	if (err)
-		goto out_free;
 
 	/* Without DEFLATE_ON_OOM, ballooned memory leaves MemTotal. */
 	err = balloon_compat_init(&vb->vb_dev_info, virtballoon_migratepage,
 				  !vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM));
 	if (err)
 		goto out_free;
-
 	err = init_vqs(vb);
 	if (err)
 		goto out_balloon;
-
-	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT)) {
-		err = hint_init(vb);
-		if (err)
-			goto out_del_vqs;
-	}
-
-	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
-		err = pressure_init(vb);
-		if (err)
-			goto out_hint;
-		vb->oom_nb.notifier_call = virtio_balloon_oom_notify;
-		vb->oom_nb.priority = VB_OOM_PRIORITY;
-		err = register_oom_notifier(&vb->oom_nb);
-		if (err)
-			goto out_pressure;
-	}
-
+	err = features_init(vb);
+	if (err)
+		goto out_del_vqs;
 	write_poison_val(vb);
 
 	/* The balloon cannot wake the system, but it keeps it awake to work. */
 	vb->ws = wakeup_source_register(&vdev->dev, "virtio-balloon");
 	vb_debugfs_init(vb);
-	/* A status view is a convenience: the balloon works without it. */
-	vb->status_view = !sysfs_create_group(&vdev->dev.kobj, &vb_status_group);
-	if (!vb->status_view)
-		dev_warn(&vdev->dev, "no status view in sysfs\n");
 
 	virtio_device_ready(vdev);
 	/* Reports may start at once: only once the device is live. */
@@ -1197,23 +1107,17 @@ static int virtballoon_probe(struct virtio_device *vdev)
 	vb->memory_nb.notifier_call = virtio_balloon_memory_notify;
 	register_memory_notifier(&vb->memory_nb);
 
-	if (towards_target(vb))
+	if (update_target(vb))
 		virtballoon_changed(vdev);
 	return 0;
 
-out_pressure:
-	shrinker_free(vb->pressure_shrinker);
-out_hint:
-	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
-		hint_exit(vb);
 out_del_vqs:
 	virtio_reset_device(vdev);
 	vdev->config->del_vqs(vdev);
 out_balloon:
 	balloon_compat_exit(&vb->vb_dev_info);
 out_free:
-	free_pages((unsigned long)vb->pfns, vb->pfns_order);
-	kfree(vb);
+	vb_free(vb);
 	return err;
 }
 
@@ -1254,22 +1158,17 @@ static void virtballoon_remove(struct virtio_device *vdev)
 
 	unregister_memory_notifier(&vb->memory_nb);
 	reporting_stop(vb);
-	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM)) {
-		unregister_oom_notifier(&vb->oom_nb);
-		shrinker_free(vb->pressure_shrinker);
-	}
+	if (vb_has(vb, VIRTIO_BALLOON_F_DEFLATE_ON_OOM))
+		pressure_exit(vb);
 	stop_updates(vb);
 	if (vb_has(vb, VIRTIO_BALLOON_F_FREE_PAGE_HINT))
 		hint_exit(vb);
 
-	if (vb->status_view)
-		sysfs_remove_group(&vdev->dev.kobj, &vb_status_group);
 	debugfs_remove(vb->debugfs);
 	remove_common(vb);
 	balloon_compat_exit(&vb->vb_dev_info);
 	wakeup_source_unregister(vb->ws);
-	free_pages((unsigned long)vb->pfns, vb->pfns_order);
-	kfree(vb);
+	vb_free(vb);
 }
 
 #ifdef CONFIG_PM_SLEEP
@@ -1300,7 +1199,7 @@ static int virtballoon_restore(struct virtio_device *vdev)
 	virtio_device_ready(vdev);
 	reporting_start(vb);
 
-	if (towards_target(vb))
+	if (update_target(vb))
 		virtballoon_changed(vdev);
 	update_balloon_size(vb);
 	return 0;
@@ -1334,6 +1233,8 @@ static struct virtio_driver virtio_balloon_driver = {
 	.feature_table_size	= ARRAY_SIZE(features),
 	.driver.name		= KBUILD_MODNAME,
 	.driver.owner		= THIS_MODULE,
+	/* The status view (virtio_balloon_status.c) while a device is bound. */
+	.driver.dev_groups	= vb_status_groups,
 	.id_table		= id_table,
 	.validate		= virtballoon_validate,
 	.probe			= virtballoon_probe,

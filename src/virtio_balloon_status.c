@@ -1,20 +1,19 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+// SPDX-License-Identifier: GPL-2.0
 /*
  * Status view of the virtio balloon: its state for people, without
  * reading the source.  A debugfs file with every counter, and a
  * read-only sysfs group (the size, the target, the floor, the last error
  * and the negotiated features) that needs no debugfs.
  *
- * Part of virtio_balloon.c, included after struct virtio_balloon and the
- * helpers it reads (vb_has(), vb_floor()).
+ * The driver core adds the sysfs group to each device once it is bound
+ * and removes it before the device is unbound (.dev_groups).
  */
-#ifndef BALLOON_VIRTIO_STATUS_H
-#define BALLOON_VIRTIO_STATUS_H
-
 #include <linux/debugfs.h>
 #include <linux/device.h>
 #include <linux/seq_file.h>
 #include <linux/sysfs.h>
+
+#include "virtio_balloon.h"
 
 /*
  * debugfs: one file per device with the balloon's view of things, so
@@ -58,7 +57,7 @@ static int vb_debugfs_show(struct seq_file *f, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(vb_debugfs);
 
-static void vb_debugfs_init(struct virtio_balloon *vb)
+void vb_debugfs_init(struct virtio_balloon *vb)
 {
 	char name[64];
 
@@ -129,4 +128,7 @@ static const struct attribute_group vb_status_group = {
 	.attrs = vb_status_attrs,
 };
 
-#endif /* BALLOON_VIRTIO_STATUS_H */
+const struct attribute_group *vb_status_groups[] = {
+	&vb_status_group,
+	NULL
+};
