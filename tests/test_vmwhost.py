@@ -357,6 +357,8 @@ def test_control_protocol(work):
                     "target", "caps 0x100000000", "refuse-next 3 success",
                     "refuse-next 3 32", "reset-mid-batch 513", "busy",
                     "accept-every", "accept-every 20 success", "accept-every x",
+                    "busy-entry", "busy-entry x", "busy-entry 3 sideways",
+                    "busy-entry 3 lock extra",
                     "clamp maybe", "frobnicate", "state extra", ""):
             with pytest.raises(vmwhost.HostError):
                 h.cmd(bad)
@@ -371,15 +373,18 @@ def test_control_protocol(work):
         h.inject_reset()
         h.reset_mid_batch()
         h.accept_every(20, "ppn_pinned")
+        h.busy_entry(10)
+        h.busy_entry(7, "unlock")
         s = h.state()
         assert (s["host_caps"], s["busy_left"], s["refuse_left"], s["pinned"],
                 s["notneeded"], s["reset_pending"], s["mid_batch_pending"],
-                s["accept_every"]) == (0x22, 3, 2, 1, 1, 1, 1, 20)
+                s["accept_every"], s["busy_entry_left"]) == (0x22, 3, 2, 1, 1, 1, 1, 20, 7)
+        assert (s["busy_entries"], s["tick_lock_cmds_max"], s["tick_lock_entries_max"]) == (0, 0, 0)
         h.clear_faults()
         s = h.state()
         assert (s["busy_left"], s["refuse_left"], s["pinned"], s["notneeded"],
                 s["reset_pending"], s["mid_batch_pending"],
-                s["accept_every"]) == (0, 0, 0, 0, 0, 0, 0)
+                s["accept_every"], s["busy_entry_left"]) == (0, 0, 0, 0, 0, 0, 0, 0)
         assert h.locked() == {} and h.log() == []
         # a second client is served while the first stays connected
         h2 = vmwhost.Host(ctl)
