@@ -155,6 +155,8 @@ def timing(request):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    # rep_setup / rep_call / rep_teardown: fixtures read how a test went
+    setattr(item, "rep_" + rep.when, rep)
     if call.when == "setup":
         item._vmh_t0 = time.monotonic() - call.duration
     if not rep.failed:
