@@ -482,7 +482,7 @@ REFUSE_ALL = 1 << 40            # refuse_next: every lock entry from now on
 # (caps, least ticks before the saved credit is spent, the held bound:
 # refused pages a round holds at most, 12 batches or 256 single pages)
 REFUSE_ALL_CASES = [(CAPS_4K, 4, 12 * 512), (CAPS_BASIC, 3, 256)]
-REFUSE_ALL_TICKS = 5
+REFUSE_ALL_TICKS = 3
 
 
 def refuse_all_case(vm, who, caps, spent):
