@@ -29,6 +29,7 @@
 #include "compat/virtio.h"
 #include "alloc_policy.h"
 #include "pressure_policy.h"
+#include "balloon_state.h"
 
 /* The balloon protocol counts in 4 KiB frames, whatever the page size. */
 #define VB_FRAMES_PER_PAGE	((unsigned int)(PAGE_SIZE >> VIRTIO_BALLOON_PFN_SHIFT))
@@ -103,6 +104,9 @@ struct virtio_balloon {
 	unsigned long reserve;
 	unsigned int retry_ms;
 	bool out_of_puff;
+	/* Moving, reached or stuck, and why (balloon_state.h). */
+	struct balloon_status status;
+	enum balloon_reason short_of;
 
 	/* Giving memory back under pressure (pressure_policy.h). */
 	struct shrinker *pressure_shrinker;

@@ -388,6 +388,8 @@ static int inflate_lists(struct virtio_balloon *vb, struct list_head *blocks,
 	at = list_pfns(vb, blocks, VB_BLOCK_FRAMES, 0);
 	list_pfns(vb, pages, VB_FRAMES_PER_PAGE, at);
 	err = tell_host(vb, vb->inflate_vq, got);
+	if (err)
+		vb->short_of = BALLOON_HOST_REFUSED;
 	trace_virtio_balloon_batch(true, got - nblocks * VB_BLOCK_FRAMES,
 				   nblocks * VB_BLOCK_FRAMES, ktime_get_ns() - t0, err);
 	if (err) {
@@ -423,13 +425,16 @@ static int inflate_lists(struct virtio_balloon *vb, struct list_head *blocks,
 static int fill_balloon(struct virtio_balloon *vb, size_t num)
 {
 	unsigned long given = READ_ONCE(vb->pressure.events);
-	u64 t0 = ktime_get_ns();
+	u64 t0 = ktime_get_ns(), room;
 	unsigned int got, nblocks;
 	LIST_HEAD(blocks);
 	LIST_HEAD(pages);
 
 	num = min_t(size_t, num, vb->batch_max);
-	num = min_t(size_t, num, inflate_headroom(vb) * (u64)VB_FRAMES_PER_PAGE);
+	room = inflate_headroom(vb) * (u64)VB_FRAMES_PER_PAGE;
+	/* Why the batch may fall short: the floor, or no memory free. */
+	vb->short_of = room < num ? BALLOON_FLOOR : BALLOON_NO_MEMORY;
+	num = min_t(u64, num, room);
 
 	WRITE_ONCE(vb->filler, current);
 	got = alloc_singles(&pages, min_t(u64, num,
@@ -624,6 +629,21 @@ static s64 size_step(struct virtio_balloon *vb, s64 diff, unsigned long *delay)
 	return diff - done;
 }
 
+/* The balloon's state after a step that left @diff frames to go. */
+static void note_state(struct virtio_balloon *vb, s64 diff, unsigned long delay)
+{
+	enum balloon_state state = BALLOON_MOVING;
+	enum balloon_reason why = vb->short_of;
+
+	if (!diff)
+		state = BALLOON_REACHED;
+	else if (diff > 0 && vb_pressure_left(&vb->pressure))
+		why = BALLOON_PRESSURE_HOLD, state = BALLOON_STUCK;
+	else if (delay > VB_MIGRATION_WAIT)
+		state = BALLOON_STUCK;
+	balloon_state_set(&vb->vdev->dev, "balloon", &vb->status, state, why);
+}
+
 static void size_work_func(struct work_struct *work)
 {
 	struct virtio_balloon *vb = container_of(to_delayed_work(work),
@@ -641,6 +661,7 @@ static void size_work_func(struct work_struct *work)
 	if (diff)
 		diff = size_step(vb, diff, &delay);
 	update_balloon_size(vb);
+	note_state(vb, diff, delay);
 
 	if (!diff) {
 		vb->out_of_puff = false;

@@ -87,6 +87,9 @@ VB_STATUS_ATTR(out_of_puff, "%d", READ_ONCE(vb->out_of_puff));
 VB_STATUS_ATTR(pressure_frames, "%lu", READ_ONCE(vb->pressure.frames));
 VB_STATUS_ATTR(last_error, "%d", READ_ONCE(vb->last_error));
 
+VB_STATUS_ATTR(state, "%s", balloon_state_names[READ_ONCE(vb->status.state)]);
+VB_STATUS_ATTR(reason, "%s", balloon_reason_names[READ_ONCE(vb->status.reason)]);
+
 static const char * const feature_names[] = {
 	[VIRTIO_BALLOON_F_MUST_TELL_HOST] = "must_tell_host",
 	[VIRTIO_BALLOON_F_STATS_VQ] = "stats_vq",
@@ -120,6 +123,8 @@ static struct attribute *vb_status_attrs[] = {
 	&dev_attr_pressure_frames.attr,
 	&dev_attr_last_error.attr,
 	&dev_attr_features.attr,
+	&dev_attr_state.attr,
+	&dev_attr_reason.attr,
 	NULL
 };
 

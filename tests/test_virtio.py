@@ -44,7 +44,7 @@ VERSION = version()
 STEP = 300          # seconds allowed for one balloon step under TCG
 
 CONFIGS = {
-    "std": {"balloon_opts": "free-page-reporting=on", "programs": ["vb-frag"]},
+    "std": {"balloon_opts": "free-page-reporting=on", "programs": ["vb-frag", "vb-poll"]},
     "full": {"balloon_opts": "deflate-on-oom=on,free-page-hint=on,"
                              "free-page-reporting=on,iothread=vbiot",
              "extra_args": ["-object", "iothread,id=vbiot"],
@@ -603,6 +603,61 @@ def test_broken_queue_while_inflating(std):
         "actual %d frames, but the host handled %d" % (actual, accepted)
     assert actual < target
     assert vm.sh("echo alive").strip() == "alive"
+
+
+def _poller(vm, want, out):
+    """vb-poll waiting on the status view's state for want, in the
+    background; returns once it has read the first value (and blocks)."""
+    vm.sh("(vb-poll %s/state %s; echo VB-POLL-EXIT $?) > %s 2>&1 &" % (
+        _status_dir(vm), want, out))
+    deadline = time.monotonic() + 60
+    while "VB-POLL" not in vm.sh("cat %s" % out):
+        assert time.monotonic() < deadline, "vb-poll never started"
+        time.sleep(0.2)
+
+
+def _poller_done(vm, out, timeout=STEP):
+    """What vb-poll saw, once it has returned (the harness bounds the wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = vm.sh("cat %s" % out)
+        if "VB-POLL-EXIT" in seen:
+            return seen
+        assert time.monotonic() < deadline, "vb-poll still blocked:\n" + seen
+        time.sleep(0.2)
+
+
+def test_state_says_reached_or_stuck(std):
+    """A program blocked in poll() on the status view's state (with no
+    timeout of its own) returns when the balloon reaches the host's
+    target, and when it stops short of it (at the floor, which reason
+    says); each change is a change uevent with BALLOON_STATE= and
+    BALLOON_REASON= (busybox's uevent applet listens on the netlink
+    socket)."""
+    vm = std.vm
+    view = _status_dir(vm)
+    assert vm.sh("cat %s/state %s/reason" % (view, view)).split() == ["reached", "none"]
+    vm.sh("(uevent env > /tmp/uevents 2>&1 &)")
+    _poller(vm, "reached", "/tmp/poll1")
+    vm.balloon(std.ram - 256 * MiB)
+    seen = _poller_done(vm, "/tmp/poll1")
+    assert "VB-POLL moving" in seen and "VB-POLL-EXIT 0" in seen, seen
+    assert vm.query_balloon() == std.ram - 256 * MiB, "state says reached, QMP does not"
+
+    _poller(vm, "stuck", "/tmp/poll2")
+    vm.balloon(1)
+    seen = _poller_done(vm, "/tmp/poll2")
+    assert "VB-POLL-EXIT 0" in seen, seen
+    assert vm.sh("cat %s/reason" % view).strip() == "floor"
+    held = vm.query_balloon()
+    std.to_full(STEP)
+    assert vm.sh("cat %s/state" % view).strip() == "reached"
+    events = vm.sh("cat /tmp/uevents; kill %s 2>/dev/null; true" % "$(pidof uevent)")
+    print("stuck at %d MiB; uevents:\n%s" % (held // MiB, events[-1500:]))
+    for state, reason in (("moving", "none"), ("reached", "none"), ("stuck", "floor")):
+        assert "BALLOON_STATE=%s" % state in events and \
+            "BALLOON_REASON=%s" % reason in events, (state, reason, events[-1500:])
+    std.assert_nothing_leaked("after watching the state")
 
 
 def _free_blocks(g):

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Balloon state: whether the balloon is on its way to the host's
+ * target, has reached it, or is stuck short of it, and why; for
+ * management tools that would otherwise poll with timeouts.
+ *
+ * Both drivers show it in their status view as two attributes, "state"
+ * (moving, reached, stuck) and "reason" (none, no-memory, floor,
+ * host-refused, pressure-hold).  Every change wakes poll() on "state"
+ * (sysfs_notify) and sends a change uevent of the device carrying
+ * BALLOON_STATE= and BALLOON_REASON=.
+ */
+#ifndef BALLOON_STATE_H
+#define BALLOON_STATE_H
+
+#include <linux/device.h>
+#include <linux/kobject.h>
+#include <linux/sysfs.h>
+
+enum balloon_state {
+	BALLOON_REACHED,
+	BALLOON_MOVING,
+	BALLOON_STUCK,
+};
+
+enum balloon_reason {
+	BALLOON_REASON_NONE,
+	BALLOON_NO_MEMORY,
+	BALLOON_FLOOR,
+	BALLOON_HOST_REFUSED,
+	BALLOON_PRESSURE_HOLD,
+};
+
+static const char * const balloon_state_names[] = {
+	[BALLOON_REACHED] = "reached",
+	[BALLOON_MOVING] = "moving",
+	[BALLOON_STUCK] = "stuck",
+};
+
+static const char * const balloon_reason_names[] = {
+	[BALLOON_REASON_NONE] = "none",
+	[BALLOON_NO_MEMORY] = "no-memory",
+	[BALLOON_FLOOR] = "floor",
+	[BALLOON_HOST_REFUSED] = "host-refused",
+	[BALLOON_PRESSURE_HOLD] = "pressure-hold",
+};
+
+struct balloon_status {
+	enum balloon_state state;
+	enum balloon_reason reason;
+};
+
+/*
+ * Set the state (and, when stuck, why) of the balloon of @dev, whose
+ * status view is the sysfs group @group; tell waiters on a change.
+ * Called from one context at a time (the driver's work).
+ */
+static inline void balloon_state_set(struct device *dev, const char *group,
+				     struct balloon_status *st,
+				     enum balloon_state state,
+				     enum balloon_reason reason)
+{
+	char state_env[32], reason_env[32];
+	char *envp[3];
+
+	if (state != BALLOON_STUCK)
+		reason = BALLOON_REASON_NONE;
+	if (st->state == state && st->reason == reason)
+		return;
+	WRITE_ONCE(st->state, state);
+	WRITE_ONCE(st->reason, reason);
+	snprintf(state_env, sizeof(state_env), "BALLOON_STATE=%s",
+		 balloon_state_names[state]);
+	snprintf(reason_env, sizeof(reason_env), "BALLOON_REASON=%s",
+		 balloon_reason_names[reason]);
+	envp[0] = state_env;
+	envp[1] = reason_env;
+	envp[2] = NULL;
+	sysfs_notify(&dev->kobj, group, "state");
+	kobject_uevent_env(&dev->kobj, KOBJ_CHANGE, envp);
+}
+
+#endif /* BALLOON_STATE_H */
