@@ -35,6 +35,11 @@ VM(kernel, initrd, append="", *, name="vm", mem_mb=2048, smp=2,
       shell on a virtconsole (guest hvc0, vmh.shell=hvc0), the balloon behind
       a pcie-root-port on the virt machine's pcie.0 (hot-unplug works), and
       the kernel as an uncompressed arm64 Image (arm64_image()).
+    machine="microvm,..." (x86): no PCI; the console on its one serial port,
+      the shell on a virtconsole over virtio-mmio (guest hvc0); pass
+      balloon_device="virtio-balloon-device" (the initramfs needs
+      virtio_mmio and virtio_console: extra_modules, vmh.modules=virtio_mmio;
+      tests/test_mmio.py has the machine options TCG needs).
 arm64_image(vmlinuz) -> path     Debian's arm64 vmlinuz (gzip, or EFI zboot
                                  with gzip/zstd payload) unpacked to a plain
                                  Image, cached under $BALLOON_WORK/kernels/
@@ -343,6 +348,13 @@ class VM:
         if arm:
             append = "console=ttyAMA0 panic=-1 vmh.shell=hvc0 " + self.append
             shell = ["-device", "virtio-serial-pci,id=vmhvs",
+                     "-device", "virtconsole,chardev=vmhsh,bus=vmhvs.0"]
+        elif self.machine.split(",")[0] == "microvm":
+            # one serial port: the console; the shell on a virtconsole
+            # over virtio-mmio
+            append = ("console=ttyS0 panic=-1 vmh.shell=hvc0 " + BASE_APPEND + " " +
+                      self.append)
+            shell = ["-device", "virtio-serial-device,id=vmhvs",
                      "-device", "virtconsole,chardev=vmhsh,bus=vmhvs.0"]
         else:
             append = "console=ttyS0 panic=-1 " + BASE_APPEND + " " + self.append
