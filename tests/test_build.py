@@ -13,29 +13,7 @@ import pytest
 
 from lib import pkg, roots
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITES = os.environ.get("BALLOON_SUITES", "bullseye bookworm trixie sid").split()
-
-
-def version():
-    with open(os.path.join(REPO, "Makefile")) as f:
-        return re.search(r"^VERSION := (\S+)", f.read(), re.M).group(1)
-
-
-def sh(cmd, **kw):
-    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, **kw)
-
-
-def mkroot(suite, profile="build"):
-    r = sh("%s/scripts/mkroot.sh %s %s" % (REPO, suite, profile))
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip().splitlines()[-1]
-
-
-def root_kver(root):
-    r = sh(". %s/scripts/lib.sh; root_kver %s" % (REPO, root))
-    assert r.returncode == 0, "no kernel with headers in %s" % root
-    return r.stdout.strip()
+REPO = roots.REPO
 
 
 class Scratch:
@@ -77,9 +55,8 @@ class Scratch:
                     "\"$@\" -E -x c /dev/null >/dev/null 2>&1 && echo 1\n")
         os.chmod(up + "/checker-valid.sh", 0o755)
         target = self.root + scripts
-        r = sh("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s"
+        pkg.sh("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s"
                % (target, up, self.path + "/ovl-work", target))
-        assert r.returncode == 0, r.stderr
         self.overlay = target
 
     def run(self, cmd, timeout=900):
@@ -89,31 +66,27 @@ class Scratch:
 
     def __exit__(self, *exc):
         if self.overlay:
-            sh("umount %s" % self.overlay)
+            pkg.sh("umount %s" % self.overlay, check=False)
         shutil.rmtree(self.path, ignore_errors=True)
 
 
 WARN_RX = re.compile(r"(warning|error):", re.I)
 
 
-def suite_params():
-    return [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s for s in SUITES]
-
-
-@pytest.mark.parametrize("suite", suite_params())
+@pytest.mark.parametrize("suite", roots.suites_quick_on_bookworm())
 def test_build_w1_sparse(suite):
     """virtio_balloon and vmw_balloon build with W=1 and sparse, no warnings."""
-    root = mkroot(suite)
-    build_w1_sparse(root, root_kver(root))
+    root = roots.root(suite)
+    build_w1_sparse(root, roots.kver(root))
 
 
 @pytest.mark.parametrize("flavour", ["cloud-amd64", "rt-amd64"])
-@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("suite", roots.suites())
 def test_build_flavour_w1_sparse(suite, flavour):
     """The same for Debian's other amd64 kernel flavours of each suite,
     from the suite's "flavours" root (the generic -amd64 kernel is
     test_build_w1_sparse's).  rt is PREEMPT_RT: spinlocks sleep there."""
-    root = mkroot(suite, "flavours")
+    root = roots.root(suite, "flavours")
     build_w1_sparse(root, roots.flavour_kver(root, flavour))
 
 
@@ -134,7 +107,7 @@ def build_w1_sparse(root, k):
             info = s.run("modinfo -F version %s; modinfo -F alias %s; modinfo -F vermagic %s" % (ko, ko, ko))
             assert info.returncode == 0, info.stderr
             lines = info.stdout.splitlines()
-            assert lines[0] == version(), "%s version %r" % (mod, lines[0])
+            assert lines[0] == pkg.VERSION, "%s version %r" % (mod, lines[0])
             assert lines[-1].split()[0] == k, "%s built for %r, not %s" % (mod, lines[-1], k)
             aliases = lines[1:-1]
             if mod == "virtio_balloon":
@@ -190,11 +163,11 @@ def kernel_page_flag_camelcase(line):
     if not f:
         return False
     if _PAGE_FLAGS is None:
-        root = mkroot("sid")
-        k = root_kver(root)
-        r = sh("cat %s/usr/src/linux-headers-%s/include/linux/page-flags.h "
-               "%s/usr/src/linux-headers-*-common/include/linux/page-flags.h 2>/dev/null"
-               % (root, k, root))
+        root = roots.root("sid")
+        k = roots.kver(root)
+        r = pkg.sh("cat %s/usr/src/linux-headers-%s/include/linux/page-flags.h "
+                   "%s/usr/src/linux-headers-*-common/include/linux/page-flags.h 2>/dev/null"
+                   % (root, k, root), check=False)
         _PAGE_FLAGS = r.stdout
     return re.search(r"\b(?:PAGE_TYPE_OPS|FOLIO_TYPE_OPS|PAGEFLAG|__PAGEFLAG|TESTPAGEFLAG)"
                      r"\(\s*%s\s*," % f.group(1), _PAGE_FLAGS) is not None
@@ -217,8 +190,8 @@ def test_no_version_checks_outside_compat():
 @pytest.mark.quick
 def test_refuses_kernel_without_balloon_config():
     """A kernel without balloon support: one clear line, no compiler noise."""
-    root = mkroot("bookworm")
-    k = root_kver(root)
+    root = roots.root("bookworm")
+    k = roots.kver(root)
     with Scratch(root) as s:
         fake = s.rel + "/fake-headers"
         # A copy of the headers' top level, with the balloon options removed.
@@ -255,8 +228,8 @@ def test_probes_answer_in_the_module_pass():
     names a single probe (each is then asked alone).  A second make
     re-asks nothing and rebuilds nothing; a changed probe is asked
     again."""
-    root = mkroot("bookworm")
-    k = root_kver(root)
+    root = roots.root("bookworm")
+    k = roots.kver(root)
     with Scratch(root) as s:
         probes = s.path + "/src/compat/probes"
         with open(probes + "/zz_present.c", "w") as f:
@@ -337,8 +310,8 @@ def test_builtin_driver_skipped(builtin):
     ones in a throwaway overlay): one line says so, the other module is still
     built; with both built in nothing is built and make fails with that one
     line."""
-    root = mkroot("bookworm")
-    k = root_kver(root)
+    root = roots.root("bookworm")
+    k = roots.kver(root)
     fake = k.split("-")[0] + "-97-builtin"
     with roots.overlay(root, "builtin") as ovl:
         hdir = os.path.join(ovl, "usr/src/linux-headers-" + fake)

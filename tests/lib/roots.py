@@ -5,6 +5,10 @@ REPO, CACHE, WORK                  repo top, $BALLOON_CACHE, $BALLOON_WORK
 suites() -> [str]                  suites under test: $BALLOON_SUITES (default
                                    "bullseye bookworm trixie sid"); only
                                    "bookworm" when $BALLOON_QUICK=1
+suites_quick_on_bookworm(only=None) -> [str or pytest.param]
+                                   suites() (those in `only`, if given) for
+                                   @pytest.mark.parametrize("suite", ...),
+                                   the bookworm case marked quick
 root(suite, profile="build") -> str
                                    path of the cached root; builds it (or waits
                                    for another builder's lock) via mkroot.sh.
@@ -93,6 +97,12 @@ def suites():
         raise ValueError("BALLOON_SUITES: unknown suite(s) %s (known: %s)" %
                          (" ".join(bad), " ".join(ALL_SUITES)))
     return env
+
+
+def suites_quick_on_bookworm(only=None):
+    import pytest
+    return [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
+            for s in suites() if only is None or s in only]
 
 
 def work_dir(*parts):
