@@ -30,13 +30,10 @@ import subprocess
 import pytest
 
 from lib import pkg, repo, roots
-from test_packaging import MODULES, assert_intree, assert_ours, suites_quick_on_bookworm
+from test_packaging import MODULES, assert_intree, assert_ours
 
 VERSION = pkg.VERSION
 NEW = VERSION + ".1"
-# the suites whose root, installed from the repository, the Secure Boot
-# fallback test boots (tests/test_sb_fallback.py)
-SB_SUITES = ("bookworm", "sid")
 
 
 def sh(cmd, **kw):
@@ -199,7 +196,7 @@ def upgrade_to_new(r, suite, base, url, key, deb, deb2, upgrade, timing):
         assert r.run("modinfo -k %s -F version %s" % (r.kver, m)).stdout.strip() == NEW
 
 
-@pytest.mark.parametrize("suite", suites_quick_on_bookworm())
+@pytest.mark.parametrize("suite", roots.suites_quick_on_bookworm())
 def test_apt_repository(suite, server, keys, work, timing):
     """The README's apt commands against the served repository, in the
     suite's root: tampered Release refused, install by name, upgrade to
@@ -244,12 +241,6 @@ def test_apt_repository(suite, server, keys, work, timing):
         assert re.search(r"balloon[/,] ?%s, %s, x86_64: installed" % (re.escape(VERSION),
                                                                      re.escape(r.kver)), st), st
         assert os.path.exists(os.path.join(r.path, "lib/modprobe.d/balloon-dkms-fallback.conf"))
-        if suite in SB_SUITES:
-            r.run("apt-get clean")
-            img = os.path.join(work, "root-from-repo.ext4")
-            with pkg.timed(timing, "%s ext4 image for the Secure Boot fallback test" % suite):
-                roots.make_ext4(r.path, img)
-            repo.keep_image(suite, img)
 
         # 3. version N+1 published into the same repository -> apt upgrade
         upgrade_to_new(r, suite, base, url, keys[0], deb, deb2, upgrade, timing)

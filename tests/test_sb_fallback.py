@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0
 """Secure Boot fallback: the guest keeps a balloon when ours is refused.
 
-The suite's root with balloon-dkms installed (from the signed repository
-by tests/test_repo.py when it ran earlier in this process, else from the
-.deb) boots as a VM from an ext4 image with real udev, as
-test_packaging's test_udev_autoloads_ours_in_vm does.
+The input is always the same: the suite's build root with the .deb
+(pkg.build_deb()) installed by apt in a throwaway overlay
+(pkg.deb_root_image), booted as a VM from an ext4 image of it with real
+udev, as test_packaging's test_udev_autoloads_ours_in_vm does.  (The
+repository install of tests/test_repo.py installs the same package; its
+root is not reused here, so this test's input does not depend on what ran
+before it.)
 
 There is no Secure Boot firmware here; `module.sig_enforce=1` on the
 kernel command line takes the same refusal path in the kernel.  Debian's
@@ -20,36 +23,25 @@ with EKEYREJECTED ("Key was rejected by service").
    `modprobe vmw_balloon` (not a VMware guest) fails as it would without
    the rule, and says nothing about using the kernel's driver.
 2. Not enforced: ours is loaded, and the rule says nothing.
+3. Not enforced, a bad `floor_mb` in /etc/modprobe.d: ours refuses it
+   (its own "floor_mb must be" line), the rule loads the kernel's driver
+   and says in one line which parameter was refused and which file set
+   it, with no Secure Boot advice.
 """
-import os
 import re
 
 import pytest
 
-from lib import pkg, repo, roots
-from test_packaging import install_deb, need_suite
+from lib import pkg
+from test_packaging import need_suite
 
 VERSION = pkg.VERSION
 MiB = 1 << 20
 LINE = ("balloon-dkms: our virtio_balloon was refused (Key was rejected by service); "
         "using the kernel's driver; enrol /var/lib/dkms/mok.pub with mokutil --import")
-
-
-def image(suite, work, timing):
-    """(ext4 image of the root with the package installed, root base, kver,
-    dkms moved the kernel's modules aside)"""
-    img = repo.kept_image(suite)
-    with pkg.Root(suite) as r:
-        if not img:
-            install_deb(r, pkg.build_deb())
-            r.run("apt-get clean")
-            img = os.path.join(work, "root.ext4")
-            with pkg.timed(timing, "%s ext4 image of the root" % suite):
-                roots.make_ext4(r.path, img)
-        base, kver = r.base, r.kver
-        moved = r.run("dpkg --compare-versions \"$(dpkg-query -W -f='${Version}' dkms)\" ge 3.1",
-                      check=False).returncode == 0
-    return img, base, kver, moved
+FLOOR_CONF = "/etc/modprobe.d/balloon-floor.conf"
+FLOOR_LINE = ("balloon-dkms: our virtio_balloon refused its parameter floor_mb='lots' set in "
+              "%s; using the kernel's driver; fix or remove floor_mb there" % FLOOR_CONF)
 
 
 def boot(make_vm, base, img, suite, append, timing, what):
@@ -58,16 +50,25 @@ def boot(make_vm, base, img, suite, append, timing, what):
                        name="sb-%s-%s" % (suite, what))
 
 
-def udev_loaded(vm, module):
-    before = re.search(r"VMH-MODULES-BEFORE-UDEV: (.*)", vm.console_text())
-    assert before and module not in before.group(1).split(), vm.console_tail(60)
-    assert vm.shell("test -d /sys/module/%s" % module)[0] == 0, "%s not loaded" % module
-    bound = vm.sh("ls /sys/bus/virtio/drivers/virtio_balloon/")
-    assert re.search(r"\bvirtio\d+\b", bound), "virtio_balloon bound to no device: " + bound
-
-
 def kernel_log(vm):
     return vm.sh("dmesg --color=never")
+
+
+def fallback_lines(text):
+    """The rule's lines (not our module's own "balloon-dkms: <module>: ...")."""
+    return [l for l in text.splitlines() if "balloon-dkms: our " in l]
+
+
+def assert_kernels_driver(vm, kver):
+    """The loaded virtio_balloon is the kernel's: like the kernel's module
+    file it has no version (ours always has one), no out-of-tree taint."""
+    intree = vm.sh("modinfo -F version $(find /lib/modules/%s/kernel "
+                   "/var/lib/dkms/balloon/original_module/%s -name 'virtio_balloon.ko*' "
+                   "2>/dev/null | head -n 1)" % (kver, kver)).strip()
+    assert intree == "", "the kernel's virtio_balloon file has a version: %r" % intree
+    got = pkg.module_version(vm, "virtio_balloon")
+    assert got is None, "the loaded virtio_balloon has version %r, not the kernel's (none)" % got
+    assert "O" not in vm.sh("cat /sys/module/virtio_balloon/taint")
 
 
 def inflate_deflate(vm, suite, timing):
@@ -80,19 +81,17 @@ def inflate_deflate(vm, suite, timing):
 @pytest.mark.parametrize("suite", [s for s in ("bookworm", "sid")])
 def test_sb_fallback_in_vm(suite, work, make_vm, timing):
     need_suite(suite)
-    img, base, kver, moved = image(suite, work, timing)
+    img, base, kver, moved = pkg.deb_root_image(suite, work, timing)
 
     # 1. signature enforcement: ours refused, the kernel's driver instead
     vm = boot(make_vm, base, img, suite, "module.sig_enforce=1", timing, "enforced")
     assert vm.sh("cat /sys/module/module/parameters/sig_enforce").strip() == "Y"
-    udev_loaded(vm, "virtio_balloon")
+    pkg.loaded_by_udev(vm, "virtio_balloon")
     dmesg = kernel_log(vm)
     assert "Loading of module with unavailable key is rejected" in dmesg, dmesg[-3000:]
     said = [l for l in dmesg.splitlines() if "balloon-dkms:" in l]
     assert len(said) == 1 and said[0].endswith("] " + LINE), said
-    # the loaded driver is the kernel's: not our version, no out-of-tree taint
-    assert vm.shell("cat /sys/module/virtio_balloon/version")[1].strip() != VERSION
-    assert "O" not in vm.sh("cat /sys/module/virtio_balloon/taint")
+    assert_kernels_driver(vm, kver)
     # ours is what modprobe resolves to: installed, but refused
     assert "/updates/dkms/virtio_balloon.ko" in vm.sh("modinfo -n virtio_balloon")
     if moved:
@@ -109,8 +108,22 @@ def test_sb_fallback_in_vm(suite, work, make_vm, timing):
 
     # 2. no enforcement: ours, and the rule says nothing
     vm = boot(make_vm, base, img, suite, "", timing, "not-enforced")
-    udev_loaded(vm, "virtio_balloon")
-    assert vm.sh("cat /sys/module/virtio_balloon/version").strip() == VERSION
+    got = pkg.loaded_by_udev(vm, "virtio_balloon")
+    assert got is not None, "virtio_balloon has no version: the kernel's driver, not ours"
+    assert got == VERSION, "virtio_balloon version %r, ours is %s" % (got, VERSION)
     assert "balloon-dkms:" not in kernel_log(vm)
+    inflate_deflate(vm, suite, timing)
+
+    # 3. a bad floor_mb in /etc/modprobe.d: the rule names it and its file
+    vm.sh("echo 'options virtio_balloon floor_mb=lots' > %s" % FLOOR_CONF)
+    vm.sh("rmmod virtio_balloon")
+    out = vm.sh("modprobe virtio_balloon 2>&1")
+    dmesg = kernel_log(vm)
+    assert re.search(r"\] balloon-dkms: virtio_balloon: floor_mb must be .*, not 'lots'$",
+                     dmesg, re.M), dmesg[-3000:]
+    said = fallback_lines(dmesg)
+    assert len(said) == 1 and said[0].endswith("] " + FLOOR_LINE), (said, out)
+    assert "mokutil" not in dmesg and "mokutil" not in out, out
+    assert_kernels_driver(vm, kver)
     inflate_deflate(vm, suite, timing)
     vm.close()

@@ -44,6 +44,22 @@ make_fake_kernel(root, kver, name, outdir, builtin=())
                                  those drivers built in (=y, listed in
                                  modules.builtin).
 timed(record, key)               context manager: record(key, seconds)
+deb_root_image(suite, work, timing=None) -> (image, base, kver, moved)
+                                 the suite's build root with build_deb()
+                                 installed by apt (a throwaway overlay), as
+                                 an ext4 image under work; base: the cached
+                                 root; moved: dkms (>= 3.1) moved the
+                                 kernel's own modules aside
+module_version(vm, module) -> str or None
+                                 /sys/module/MODULE/version in a booted VM;
+                                 None when the module has no version (the
+                                 kernel's own balloon drivers have none);
+                                 fails when the module is not loaded
+loaded_by_udev(vm, module) -> str or None
+                                 in a VM booted from a root image (real udev):
+                                 MODULE was not loaded before udev ran and is
+                                 now (virtio_balloon: bound to a device);
+                                 returns module_version()
 rpm_in_root(root, args) -> CompletedProcess
                                  host rpm --root on a Root overlay; its
                                  scriptlets run chrooted in it (that root's
@@ -144,6 +160,41 @@ def timed(record, key):
     t0 = time.monotonic()
     yield
     record(key, time.monotonic() - t0)
+
+
+def deb_root_image(suite, work, timing=None):
+    with Root(suite) as r:
+        p = r.apt("install %s" % r.install_file(build_deb()), timeout=1800)
+        print(p.stdout[-3000:])
+        r.run("apt-get clean")
+        img = os.path.join(work, "root-%s.ext4" % suite)
+        t0 = time.monotonic()
+        roots.make_ext4(r.path, img)
+        if timing:
+            timing("%s ext4 image of the root" % suite, time.monotonic() - t0)
+        moved = r.run("dpkg --compare-versions \"$(dpkg-query -W -f='${Version}' dkms)\" ge 3.1",
+                      check=False).returncode == 0
+        return img, r.base, r.kver, moved
+
+
+def module_version(vm, module):
+    d = "/sys/module/" + module
+    rc, out = vm.shell("if [ -e %s/version ]; then cat %s/version; "
+                       "elif [ -d %s ]; then echo no-version; else exit 3; fi" % (d, d, d))
+    assert rc == 0, "%s is not loaded (no %s)" % (module, d)
+    return None if out.strip() == "no-version" else out.strip()
+
+
+def loaded_by_udev(vm, module):
+    before = re.search(r"VMH-MODULES-BEFORE-UDEV: (.*)", vm.console_text())
+    assert before, "no VMH-MODULES-BEFORE-UDEV line (not a root image boot?)\n" + vm.console_tail(60)
+    assert module not in before.group(1).split(), \
+        "%s was loaded before udev ran:\n%s" % (module, vm.console_tail(60))
+    version = module_version(vm, module)
+    if module == "virtio_balloon":
+        bound = vm.sh("ls /sys/bus/virtio/drivers/virtio_balloon/")
+        assert re.search(r"\bvirtio\d+\b", bound), "virtio_balloon bound to no device: " + bound
+    return version
 
 
 class Root:

@@ -25,11 +25,6 @@ autopkgtest(root, source_tree, deb) -> CompletedProcess
                                  tree and .deb, with the chroot virt server
                                  on the overlay of a pkg.Root (with /proc,
                                  /dev, /sys mounted in a private namespace)
-keep_image(suite, path), kept_image(suite) -> path or None
-                                 an ext4 image of a suite root with the
-                                 package installed from the repository,
-                                 made by tests/test_repo.py for the Secure
-                                 Boot fallback boots in this process
 """
 import os
 import re
@@ -192,14 +187,3 @@ def autopkgtest(r, source_tree, deb, timeout=1800):
         return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
-
-_IMAGES = {}
-
-
-def keep_image(suite, path):
-    _IMAGES[suite] = path
-
-
-def kept_image(suite):
-    p = _IMAGES.get(suite)
-    return p if p and os.path.exists(p) else None
