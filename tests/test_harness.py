@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from lib import initramfs, roots
+from lib import initramfs, pkg, roots
 from lib import vm as vmlib
 from lib.qmp import GuestTimeout, QMPError
 from lib.vm import GiB, MiB, VM, GuestCrash
@@ -239,12 +239,15 @@ def test_device_del_unplugs_balloon(vm61, timing):
 
 
 @pytest.mark.quick
-def test_guest_crash_fails_fast(vm61):
+def test_guest_crash_fails_fast(vm61, timing):
+    """A panic during a guest command ends that command with GuestCrash
+    (the console's panic seen), not with the shell's timeout: the command
+    would have run 600 s and been given 900."""
     # keep this last in the module: it crashes the shared VM
     t0 = time.monotonic()
     with pytest.raises(GuestCrash) as ei:
         vm61.shell("echo c > /proc/sysrq-trigger; sleep 600", timeout=900)
-    assert time.monotonic() - t0 < 300
+    timing("guest panic -> GuestCrash", time.monotonic() - t0)
     assert "Kernel panic" in str(ei.value)
     assert vm61.console_path in str(ei.value)
 
@@ -300,20 +303,21 @@ def test_silent_boot_boots_again(capsys):
     booted once more; a second silent boot is raised.  A VM started paused
     (-S) prints nothing at all: the same symptom, from QEMU itself."""
     made = []
-    make = _boots(made, "harness-silent", {"extra_args": ["-S"]}, boot_stall=10)
+    stall = 10
+    make = _boots(made, "harness-silent", {"extra_args": ["-S"]}, boot_stall=stall)
     try:
-        t0 = time.monotonic()
         v = vmlib.boot(make(lambda n: n == 0))
         assert len(made) == 2
         assert made[0].console_text() == ""
         assert v.sh("echo up").strip() == "up"
         out = capsys.readouterr().out
         assert "hung while booting, before /init ran; booting again" in out, out
-        assert re.search(r"the console silent for 1\d s before VMH-INIT", out), out
+        # the stall rule, not boot_timeout, ended the first boot: only it
+        # says how long the console was silent, and that was boot_stall
+        m = re.search(r"the console silent for (\d+) s before VMH-INIT", out)
+        assert m and int(m.group(1)) >= stall, out
         assert "hang report (registers in" in out, out
         assert os.path.exists(os.path.join(made[0].rundir, "hang-registers.txt"))
-        # boot_timeout is 300 s: the silence alone ended the first boot
-        assert time.monotonic() - t0 < 150
         v.close()
         del made[:]
         with pytest.raises(TimeoutError, match="silent for"):
@@ -373,26 +377,53 @@ def test_boot_and_balloon_each_kernel(suite, root, kver, make_vm, timing):
 
 # ------------------------------------- full root on a disk, real udev inside
 
-def test_root_disk_udev_autoloads_balloon(make_vm, timing):
+def _bookworm_image(timing):
+    """(the cached bookworm root, an ext4 image of it, made once)"""
     r = roots.root("bookworm")
     img = os.path.join(roots.work_dir("images"), os.path.basename(r) + ".ext4")
     if not os.path.exists(img):
         t0 = time.monotonic()
         roots.make_ext4(r, img)
         timing("mke2fs -d bookworm root", time.monotonic() - t0)
+    return r, img
+
+
+def test_root_disk_udev_autoloads_balloon(make_vm, timing):
+    r, img = _bookworm_image(timing)
     vm = make_vm(r, root_disk=img, name="harness-rootdisk")
     timing("boot to shell, bookworm root on disk + udev", vm.boot_seconds)
-    con = vm.console_text()
-    before = re.search(r"VMH-MODULES-BEFORE-UDEV: (.*)", con).group(1).split()
-    assert "virtio_balloon" not in before      # the initramfs did not load it
-    assert "VMH-UDEV-SETTLED" in con
-    assert "virtio_balloon" in vm.sh("cut -d' ' -f1 /proc/modules").split()
+    assert "VMH-UDEV-SETTLED" in vm.console_text()
+    # the initramfs did not load it, udev did (and the kernel's has no version)
+    assert pkg.loaded_by_udev(vm, "virtio_balloon") is None
     assert vm.sh("cat /etc/debian_version").startswith("12.")
     # writes go to the qcow2 overlay, never to the cached image
     st = os.stat(img)
     vm.sh("echo scratch > /root/vmh-scratch; sync")
     vm.close()
     assert os.stat(img).st_mtime_ns == st.st_mtime_ns
+
+
+def test_root_disk_udev_settle_failure_fails_the_boot(timing):
+    """udev that cannot settle (vmh.udev_hold=1: tests/guest/rootinit stops
+    udev's event queue until settle has failed) fails the boot with
+    VMH-FAIL, and no VMH-UDEV-SETTLED is printed (it was, whatever settle
+    returned)."""
+    r, img = _bookworm_image(timing)
+    made = []
+
+    def make():
+        v = VM.for_root(r, root_disk=img, append="vmh.udev_hold=1", name="harness-nosettle")
+        made.append(v)
+        return v
+    try:
+        with pytest.raises(GuestCrash, match="VMH-FAIL udevadm settle failed"):
+            vmlib.boot(make)
+        assert len(made) == 1, "booted again after a failure past /init"
+        con = made[0].console_text()
+        assert "VMH-INIT" in con and "VMH-UDEV-SETTLED" not in con, con[-3000:]
+    finally:
+        for v in made:
+            v.close()
 
 
 # ------------------------------------------ QEMU from the sid vmwhost root

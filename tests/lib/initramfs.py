@@ -30,7 +30,11 @@ Guest side (tests/guest/init), driven by the kernel command line:
                         coldplug does (default 1)
     vmh.root=/dev/vda   mount that ext4 disk and switch_root into it; there
                         tests/guest/rootinit starts systemd-udevd, triggers
-                        and settles (udev loads modules from the root)
+                        and settles (udev loads modules from the root):
+                        "VMH-UDEV-SETTLED" when settle succeeded, else
+                        "VMH-FAIL udevadm settle failed ..." (the boot fails)
+    vmh.udev_hold=1     (rootinit) udev runs no event until settle, after
+                        5 s, has failed: for test_harness
     vmh.init=PATH       run PATH instead of rootinit after switch_root
     vmh.shell=TTY       serve the shell on /dev/TTY (default ttyS1; arm64
                         VMs use hvc0, a virtconsole)
