@@ -58,7 +58,8 @@ def pytest_configure(config):
 # suite's VMs through module fixtures).  Groups start longest first, so the
 # lanes end together: files are ranked by what they took here (warm cache,
 # one lane), the rest come after in collection order.
-LANE_RANK = ("test_virtio", "test_vmw", "test_zones", "test_hugepages", "test_mmio", "test_arm64", "test_flavours", "test_packaging",
+LANE_RANK = ("test_virtio", "test_vmw", "test_zones", "test_hugepages", "test_mmio",
+             "test_lifecycles", "test_arm64", "test_flavours", "test_packaging",
              "test_repo", "test_vmwhost", "test_sb_fallback", "test_autopkgtest",
              "test_build", "test_harness")
 

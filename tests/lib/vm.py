@@ -106,7 +106,7 @@ MiB = 1 << 20
 # count (a WARN in our driver is a bug), and so do soft lockups ("BUG: soft
 # lockup": a long loop without cond_resched()).  RCU stall reports do not:
 # a starved TCG vCPU on a loaded host can produce them on its own.
-FAIL_PATTERNS = (r"Kernel panic", r"\bBUG:", r"\bOops\b",
+FAIL_PATTERNS = (r"Kernel panic", r"\bBUG:", r"kernel BUG at", r"\bOops\b",
                  r"general protection", r"KASAN", r"UBSAN:",
                  r"WARNING: CPU: \d+ PID: \d+", r"mount .* failed",
                  r"VMH-FAIL")
