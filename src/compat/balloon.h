@@ -85,6 +85,14 @@ static inline void balloon_compat_page_release(struct page *page)
 #endif
 }
 
+/* The node's count of balloon pages, where the kernel keeps one. */
+static inline void balloon_compat_block_stat(struct page *page, long nr)
+{
+#ifdef HAVE_NR_BALLOON_PAGES
+	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, nr);
+#endif
+}
+
 #if defined(BALLOON_COMPAT_MIGRATION) && !defined(HAVE_BALLOON_ADJUST_MANAGED)
 #ifdef HAVE_MIGRATEPAGE_SUCCESS
 #define BALLOON_COMPAT_MIGRATED MIGRATEPAGE_SUCCESS
@@ -115,12 +123,19 @@ balloon_compat_migratepage(struct balloon_dev_info *b, struct page *newpage,
 		get_page(newpage);
 		balloon_page_insert(b, newpage);
 		__count_vm_event(BALLOON_MIGRATE);
+		/* The core counts pages per node at enqueue and dequeue only. */
+		if (page_pgdat(page) != page_pgdat(newpage)) {
+			balloon_compat_block_stat(page, -1);
+			balloon_compat_block_stat(newpage, 1);
+		}
 		if (balloon_compat_adjust && page_zone(page) != page_zone(newpage)) {
 			adjust_managed_page_count(page, 1);
 			adjust_managed_page_count(newpage, -1);
 		}
 	} else {
+		/* Deflated without a dequeue: the core's count goes down here. */
 		__count_vm_event(BALLOON_DEFLATE);
+		balloon_compat_block_stat(page, -1);
 		if (balloon_compat_adjust)
 			adjust_managed_page_count(page, 1);
 	}
@@ -315,12 +330,6 @@ static inline size_t balloon_compat_list_dequeue(struct balloon_dev_info *b,
  * the pages out of MemTotal and back when the balloon adjusts managed
  * pages.  The caller serialises them with its own lock.
  */
-static inline void balloon_compat_block_stat(struct page *page, long nr)
-{
-#ifdef HAVE_NR_BALLOON_PAGES
-	mod_node_page_state(page_pgdat(page), NR_BALLOON_PAGES, nr);
-#endif
-}
 
 static inline void balloon_compat_block_insert(struct page *page,
 					       unsigned int order)
