@@ -27,6 +27,7 @@
 #include "compat/balloon.h"
 #include "compat/shrinker.h"
 #include "compat/vmw.h"
+#include "balloon_state.h"
 #include "vmw_protocol.h"
 #include "vmw_refused_policy.h"
 #include "zone_guard.h"
@@ -187,6 +188,7 @@ struct vmballoon {
 	unsigned long target;
 	bool target_clamped;
 	bool target_wide;
+	bool target_moved;		/* since the state was last noted */
 	bool reserve_hit;
 
 	/*
@@ -220,6 +222,9 @@ struct vmballoon {
 	struct dentry *dbg_entry;
 	struct kobject *status_kobj;
 	struct vmballoon_stats stats;
+
+	/* Moving, reached or stuck, and why (balloon_state.h). */
+	struct balloon_status status;
 };
 
 static struct vmballoon balloon;
@@ -289,8 +294,10 @@ static void vmballoon_set_target(struct vmballoon *b, unsigned long target)
 	} else {
 		b->target_clamped = false;
 	}
-	if (target != b->target)
+	if (target != b->target) {
 		trace_vmw_balloon_target(b->target, target, BALLOON_SOURCE_HOST);
+		WRITE_ONCE(b->target_moved, true);
+	}
 	WRITE_ONCE(b->target, target);
 }
 
@@ -773,9 +780,11 @@ static void vmballoon_to_4k(struct vmballoon_ctl *ctl,
  * out, the host refuses too many or less than a large page is left to
  * take.  What refused pages may cost is vmw_refused_policy.h's to say.
  * Whatever a command's fate, the pages the host took are in the balloon.
+ * Returns why the round ended short, if the guest or the host said no.
  */
-static void vmballoon_inflate(struct vmballoon *b)
+static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 {
+	enum balloon_reason why = BALLOON_REASON_NONE;
 	unsigned int batch_max = vmballoon_batch_max(b);
 	struct vmballoon_round round;
 	struct vmballoon_ctl ctl;
@@ -804,8 +813,10 @@ static void vmballoon_inflate(struct vmballoon *b)
 		}
 		n = min(n, vmballoon_round_room(&round, huge, ctl.n_refused,
 						ctl.n_spare));
-		if (!n)
+		if (!n) {
+			why = BALLOON_HOST_REFUSED;
 			break;
+		}
 		t0 = ktime_get_ns();
 		allocated = vmballoon_alloc(b, &ctl, n);
 		err = vmballoon_send(b, &ctl);
@@ -820,13 +831,17 @@ static void vmballoon_inflate(struct vmballoon *b)
 		if (err)
 			break;
 		if (huge && (!allocated ||
-			     ctl.n_refused >= VMW_BALLOON_MAX_REFUSED))
+			     ctl.n_refused >= VMW_BALLOON_MAX_REFUSED)) {
 			vmballoon_to_4k(&ctl, &round);
-		else if (!huge && (!allocated ||
-				   vmballoon_round_over(&round, b->vain_credit,
-							ctl.n_refused,
-							ctl.n_spare)))
+		} else if (!huge && !allocated) {
+			why = BALLOON_NO_MEMORY;
 			break;
+		} else if (!huge && vmballoon_round_over(&round, b->vain_credit,
+							 ctl.n_refused,
+							 ctl.n_spare)) {
+			why = BALLOON_HOST_REFUSED;
+			break;
+		}
 		cond_resched();
 	}
 
@@ -838,6 +853,7 @@ static void vmballoon_inflate(struct vmballoon *b)
 	target = READ_ONCE(b->target);
 	if (size < target)
 		trace_vmw_balloon_backoff(size, target - size, MSEC_PER_SEC);
+	return why;
 }
 
 /*
@@ -1079,11 +1095,70 @@ out:
 	up_write(&b->conf_sem);
 }
 
+/*
+ * Set the balloon's state and tell waiters on a change: poll() on
+ * status/state, and udev with a change uevent of the module carrying
+ * BALLOON_STATE= and BALLOON_REASON= (as balloon_state_set() does for a
+ * device; the status directory is no device, and the module kset sends
+ * the uevents of the module's own kobject only).
+ */
+static void vmballoon_state_set(struct vmballoon *b, enum balloon_state state,
+				enum balloon_reason why)
+{
+	struct balloon_status *st = &b->status;
+	char state_env[32], reason_env[32];
+	char *envp[3];
+
+	if (state != BALLOON_STUCK)
+		why = BALLOON_REASON_NONE;
+	if (st->state == state && st->reason == why)
+		return;
+	WRITE_ONCE(st->state, state);
+	WRITE_ONCE(st->reason, why);
+	snprintf(state_env, sizeof(state_env), "BALLOON_STATE=%s",
+		 balloon_state_names[state]);
+	snprintf(reason_env, sizeof(reason_env), "BALLOON_REASON=%s",
+		 balloon_reason_names[why]);
+	envp[0] = state_env;
+	envp[1] = reason_env;
+	envp[2] = NULL;
+	if (b->status_kobj)
+		sysfs_notify(b->status_kobj, NULL, "state");
+	kobject_uevent_env(&THIS_MODULE->mkobj.kobj, KOBJ_CHANGE, envp);
+}
+
+/*
+ * The balloon's state after a tick in which inflation, if any, ended for
+ * @why: reached (within the 2 MiB a deflation leaves), stuck short of
+ * the target when the guest or the host holds it back, moving otherwise.
+ */
+static void vmballoon_note_state(struct vmballoon *b, enum balloon_reason why)
+{
+	s64 size = atomic64_read(&b->size);
+	s64 target = READ_ONCE(b->target);
+	enum balloon_state state = BALLOON_STUCK;
+
+	if (size == target ||
+	    (target && size > target &&
+	     size - target < vmballoon_page_frames(VMW_BALLOON_2M_PAGE)))
+		state = BALLOON_REACHED;
+	else if (READ_ONCE(b->reset_required) || size > target)
+		state = BALLOON_MOVING;
+	else if (time_before(jiffies, READ_ONCE(b->shrink_timeout)))
+		why = BALLOON_PRESSURE_HOLD;
+	else if (b->reserve_hit)
+		why = BALLOON_FLOOR;
+	else if (why == BALLOON_REASON_NONE)
+		state = BALLOON_MOVING;
+	vmballoon_state_set(b, state, why);
+}
+
 /* Once a second (or when the doorbell rings): follow the host's target. */
 static void vmballoon_work(struct work_struct *work)
 {
 	struct vmballoon *b = container_of(to_delayed_work(work),
 					   struct vmballoon, dwork);
+	enum balloon_reason why = BALLOON_REASON_NONE;
 	s64 change = 0;
 
 	if (READ_ONCE(b->reset_required))
@@ -1098,10 +1173,15 @@ static void vmballoon_work(struct work_struct *work)
 	vmballoon_credit_tick(&b->vain_credit, b->batching);
 	if (!READ_ONCE(b->reset_required) && vmballoon_send_get_target(b))
 		change = vmballoon_change(b);
+	/* A new target: on the move until this tick says otherwise. */
+	if (change && READ_ONCE(b->target_moved))
+		vmballoon_state_set(b, BALLOON_MOVING, BALLOON_REASON_NONE);
+	WRITE_ONCE(b->target_moved, false);
 	if (change > 0)
-		vmballoon_inflate(b);
+		why = vmballoon_inflate(b);
 	else if (change < 0)
 		vmballoon_deflate(b, 0, true);
+	vmballoon_note_state(b, why);
 	up_read(&b->conf_sem);
 
 	/* Freezable: no ballooning while the system suspends or resumes. */
@@ -1265,7 +1345,9 @@ DEFINE_SHOW_ATTRIBUTE(vmballoon_debug);
  * The same state without debugfs, read-only, in /sys/module/vmw_balloon/
  * status/: sizes in 4 KiB frames, refused_frames locks and unlocks the
  * host refused, last_error the host's status for the last command it
- * failed (0: none), capabilities those in use.
+ * failed (0: none), capabilities those in use, state and reason whether
+ * the balloon is at its target or why it stopped short (balloon_state.h;
+ * poll() on state wakes at every change).
  */
 static u64 vmballoon_refused_frames(struct vmballoon *b)
 {
@@ -1292,6 +1374,8 @@ VMW_STATUS_ATTR(size_frames, "%llu", (u64)atomic64_read(&balloon.size));
 VMW_STATUS_ATTR(target_frames, "%lu", READ_ONCE(balloon.target));
 VMW_STATUS_ATTR(refused_frames, "%llu", vmballoon_refused_frames(&balloon));
 VMW_STATUS_ATTR(last_error, "%lu", READ_ONCE(balloon.last_error));
+VMW_STATUS_ATTR(state, "%s", balloon_state_names[READ_ONCE(balloon.status.state)]);
+VMW_STATUS_ATTR(reason, "%s", balloon_reason_names[READ_ONCE(balloon.status.reason)]);
 
 static const char * const vmballoon_cap_names[] = {
 	"basic", "batched", "batched_2m", "signalled_wakeup", "64bit_target",
@@ -1318,6 +1402,8 @@ static struct attribute *vmballoon_status_attrs[] = {
 	&vmballoon_attr_refused_frames.attr,
 	&vmballoon_attr_last_error.attr,
 	&vmballoon_attr_capabilities.attr,
+	&vmballoon_attr_state.attr,
+	&vmballoon_attr_reason.attr,
 	NULL
 };
 

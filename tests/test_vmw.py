@@ -23,10 +23,10 @@ import time
 import pytest
 
 from lib import build, roots, vmwhost
-from lib import vm as vmlib
+from test_virtio import _poller_done
 from lib.vmwhost import CAP_BASIC, CAP_BATCHED, CAP_BATCHED_2M, CAP_64BIT_TARGET
 
-MEM_MB = 512
+MEM_MB = vmwhost.BALLOON_GUEST_MB
 TARGET = 16384                  # 64 MiB in 4 KiB frames
 SLACK = 512                     # deflation stops within 2 MiB of the target
 STEP = 240                      # seconds for one inflate/deflate step (TCG)
@@ -58,11 +58,7 @@ def ko(suite):
 def vm(suite, ko):
     """The VMware-looking guest of this suite, with our module installed
     under updates/ (the kernel's own is still in the initramfs)."""
-    v = vmlib.boot(lambda: vmwhost.vmware_vm(roots.root(suite), ko=[ko], mem_mb=MEM_MB,
-                                             smp=2, append="page_poison=1",
-                                             boot_timeout=300, name="vmw-" + suite))
-    v.sh("modprobe vmw_vmci")
-    v.intree = v.sh("find /lib/modules/*/kernel -name 'vmw_balloon.ko*'").strip()
+    v = vmwhost.balloon_guest(roots.root(suite), ko, name="vmw-" + suite)
     yield v
     v.close()
 
@@ -316,6 +312,52 @@ def test_tracepoints_and_status_view(fresh, suite):
     assert int(vm.sh("cat %s/last_error" % STATUS_VIEW)) == 7     # the RESET
     if suite == "sid" or "Balloon" in mi:
         assert mi["Balloon"] == target * 4, mi
+
+
+def _poll_state(vm, want, out):
+    """vb-poll waiting on the status view's state for want, in the
+    background; returns once it has read the first value (and blocks)."""
+    vm.sh("(vb-poll %s/state %s; echo VB-POLL-EXIT $?) > %s 2>&1 &" % (STATUS_VIEW, want, out))
+    vm.sh("until grep -q VB-POLL %s; do sleep 0.1; done" % out, timeout=60)
+
+
+def test_state_says_reached_or_stuck(fresh):
+    """A program blocked in poll() on the status view's state (with no
+    timeout of its own) returns when the balloon stops short of the
+    host's target (the host refusing every page: reason host-refused),
+    and when it reaches it; each change is a change uevent of the module
+    with BALLOON_STATE= and BALLOON_REASON= (busybox's uevent applet
+    listens on the netlink socket).  vb-poll returns on its value after
+    another one: so it waits for stuck from reached, and for reached from
+    stuck (the driver may reach a target within one tick, before a
+    program woken by "moving" reads it)."""
+    vm = fresh
+    view = STATUS_VIEW
+    assert vm.sh("cat %s/state %s/reason" % (view, view)).split() == ["reached", "none"]
+    vm.sh("(uevent env > /tmp/vmw-uevents 2>&1 &)")
+    _poll_state(vm, "stuck", "/tmp/vmw-poll1")
+    vm.host.refuse_next(REFUSE_ALL, "ppn_notneeded")
+    vm.host.set_target(TARGET)
+    seen = _poller_done(vm, "/tmp/vmw-poll1", STEP)
+    assert "VB-POLL-EXIT 0" in seen, seen
+    assert vm.sh("cat %s/reason" % view).strip() == "host-refused"
+    assert vm.host.state()["locked_pages"] == 0, vm.host_context()
+
+    _poll_state(vm, "reached", "/tmp/vmw-poll2")
+    vm.host.clear_faults()
+    seen = _poller_done(vm, "/tmp/vmw-poll2", STEP)
+    assert "VB-POLL stuck" in seen and "VB-POLL-EXIT 0" in seen, seen
+    assert vm.sh("cat %s/reason" % view).strip() == "none"
+    st, _ = settle(vm, TARGET)
+    vm.host.set_target(0)
+    settle(vm, 0)
+    vm.sh("until [ $(cat %s/state) = reached ]; do sleep 0.2; done" % view, timeout=STEP)
+    events = vm.sh("cat /tmp/vmw-uevents; kill $(pidof uevent) 2>/dev/null; true")
+    print("uevents:\n%s" % events[-1500:])
+    assert "DEVPATH=/module/vmw_balloon" in events, events[-1500:]
+    for state, reason in (("moving", "none"), ("reached", "none"), ("stuck", "host-refused")):
+        assert "BALLOON_STATE=%s" % state in events and \
+            "BALLOON_REASON=%s" % reason in events, (state, reason, events[-1500:])
 
 
 def test_reset_mid_batch(fresh):

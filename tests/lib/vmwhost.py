@@ -31,6 +31,11 @@ vmware_vm(guest_root, *, mem_mb=512, smp=1, host=True, vmware=True,
     unless `modules` says so (or coldplug=True lets the DMI alias do it).
     extra_files={guest path: host path} adds executables to the initramfs
     (e.g. {"/bin/vmwb-rogue": rogue()}).
+balloon_guest(guest_root, ko, *, name, kver=None) -> booted VM
+    The guest the driver tests share (test_vmw, and test_flavours on the rt
+    kernel): BALLOON_GUEST_MB, -smp 2, page poisoning, our module `ko`
+    under updates/, vmw_vmci loaded, guest programs (vb-poll) in /bin;
+    vm.intree is the path of the kernel's own vmw_balloon.ko in the guest.
 rogue() -> path of vmwb-rogue (static; raw backdoor calls from the guest)
 initrd_plus(initrd, files) -> an initramfs with more files appended
 Host(path)                          client of the control socket
@@ -166,6 +171,22 @@ def qemu_version():
     p = roots.chroot_run(host_root(), ["dpkg-query", "-W", "-f=${Version}",
                                        "qemu-system-x86"])
     return p.stdout.strip()
+
+
+BALLOON_GUEST_MB = 512
+GUEST_PROGRAMS = ("vb-poll",)
+
+
+def balloon_guest(guest_root, ko, *, name, kver=None):
+    from . import virtio_util
+    from . import vm as vmlib
+    files = {"/bin/" + p: virtio_util.guest_program(p, guest_root) for p in GUEST_PROGRAMS}
+    v = vmlib.boot(lambda: vmware_vm(guest_root, kver=kver, ko=[ko], mem_mb=BALLOON_GUEST_MB,
+                                     smp=2, append="page_poison=1", boot_timeout=300,
+                                     name=name, extra_files=files))
+    v.sh("modprobe vmw_vmci")
+    v.intree = v.sh("find /lib/modules/*/kernel -name 'vmw_balloon.ko*'").strip()
+    return v
 
 
 def _num(v):
