@@ -51,10 +51,6 @@
 #include <linux/timekeeping.h>
 #include <linux/workqueue.h>
 #include <asm/hypervisor.h>
-#ifdef VMW_BALLOON_HAVE_DOORBELL
-#include <linux/vmw_vmci_api.h>
-#include <linux/vmw_vmci_defs.h>
-#endif
 
 #define BALLOON_TRACE_VMW
 #define CREATE_TRACE_POINTS
@@ -72,11 +68,9 @@ module_param(vmwballoon_shrinker_enable, bool, 0444);
 MODULE_PARM_DESC(vmwballoon_shrinker_enable,
 		 "Give balloon pages back when the guest runs short of memory (default: off)");
 
-#ifdef VMW_BALLOON_HAVE_DOORBELL
-#define VMW_BALLOON_CAPS_WAKEUP		VMW_BALLOON_SIGNALLED_WAKEUP_CMD
-#else
-#define VMW_BALLOON_CAPS_WAKEUP		0
-#endif
+/* Signalled wakeups only where the kernel has VMCI doorbells. */
+#define VMW_BALLOON_CAPS_WAKEUP		(VMW_DOORBELL_AVAILABLE ?	\
+					 VMW_BALLOON_SIGNALLED_WAKEUP_CMD : 0)
 
 #define VMW_BALLOON_CAPABILITIES	(VMW_BALLOON_BASIC_CMDS |	\
 					 VMW_BALLOON_BATCHED_CMDS |	\
@@ -215,9 +209,7 @@ struct vmballoon {
 	struct shrinker *shrinker;
 	unsigned long shrink_timeout;
 
-#ifdef VMW_BALLOON_HAVE_DOORBELL
-	struct vmci_handle vmci_doorbell;
-#endif
+	struct vmw_doorbell doorbell;
 
 	struct dentry *dbg_entry;
 	struct kobject *status_kobj;
@@ -959,7 +951,6 @@ static void vmballoon_pop(struct vmballoon *b)
 	}
 }
 
-#ifdef VMW_BALLOON_HAVE_DOORBELL
 static void vmballoon_doorbell(void *client_data)
 {
 	struct vmballoon *b = client_data;
@@ -972,16 +963,14 @@ static void vmballoon_vmci_cleanup(struct vmballoon *b)
 {
 	if (b->capabilities & VMW_BALLOON_SIGNALLED_WAKEUP_CMD)
 		vmballoon_cmd_locked(b, VMW_BALLOON_CMD_VMCI_DOORBELL_SET,
-				     VMCI_INVALID_ID, VMCI_INVALID_ID, NULL);
-	if (!vmci_handle_is_invalid(b->vmci_doorbell)) {
-		vmci_doorbell_destroy(b->vmci_doorbell);
-		b->vmci_doorbell = VMCI_INVALID_HANDLE;
-	}
+				     VMW_DOORBELL_NONE, VMW_DOORBELL_NONE, NULL);
+	vmw_doorbell_destroy(&b->doorbell);
 }
 
 /*
- * Let the host ring us when the target changes, if it offered to.  On any
- * failure we keep polling once a second, which works as well, later.
+ * Let the host ring us when the target changes, if it offered to (it is
+ * never asked to where the kernel has no VMCI doorbells).  On any failure
+ * we keep polling once a second, which works as well, later.
  */
 static void vmballoon_vmci_init(struct vmballoon *b)
 {
@@ -991,41 +980,21 @@ static void vmballoon_vmci_init(struct vmballoon *b)
 	if (!(b->capabilities & VMW_BALLOON_SIGNALLED_WAKEUP_CMD))
 		return;
 
-	err = vmci_doorbell_create(&b->vmci_doorbell, VMCI_FLAG_DELAYED_CB,
-				   VMCI_PRIVILEGE_FLAG_RESTRICTED,
-				   vmballoon_doorbell, b);
-	if (err != VMCI_SUCCESS) {
+	err = vmw_doorbell_create(&b->doorbell, vmballoon_doorbell, b);
+	if (err) {
 		pr_info("no VMCI doorbell (error %d); polling every second\n",
 			err);
 		return;
 	}
 	status = vmballoon_cmd_locked(b, VMW_BALLOON_CMD_VMCI_DOORBELL_SET,
-				      b->vmci_doorbell.context,
-				      b->vmci_doorbell.resource, NULL);
+				      vmw_doorbell_context(&b->doorbell),
+				      vmw_doorbell_resource(&b->doorbell), NULL);
 	if (status != VMW_BALLOON_SUCCESS) {
 		pr_info("host did not take the VMCI doorbell (status %lu); polling every second\n",
 			status);
 		vmballoon_vmci_cleanup(b);
 	}
 }
-
-static void vmballoon_vmci_setup(struct vmballoon *b)
-{
-	b->vmci_doorbell = VMCI_INVALID_HANDLE;
-}
-#else
-static inline void vmballoon_vmci_cleanup(struct vmballoon *b)
-{
-}
-
-static inline void vmballoon_vmci_init(struct vmballoon *b)
-{
-}
-
-static inline void vmballoon_vmci_setup(struct vmballoon *b)
-{
-}
-#endif
 
 /*
  * Set up the commands the host granted: batching needs the batch page,
@@ -1438,7 +1407,7 @@ static int __init vmballoon_init(void)
 	spin_lock_init(&b->comm_lock);
 	init_rwsem(&b->conf_sem);
 	INIT_DELAYED_WORK(&b->dwork, vmballoon_work);
-	vmballoon_vmci_setup(b);
+	vmw_doorbell_init(&b->doorbell);
 	b->reset_required = true;
 	b->shrink_timeout = jiffies;
 
@@ -1471,7 +1440,7 @@ module_init(vmballoon_init);
  * doorbell: a work that runs later sees it and neither resets (no new
  * doorbell) nor requeues itself; one that ran before has finished, since
  * it holds conf_sem, and any doorbell it made is the one destroyed here.
- * vmci_doorbell_destroy() returns once no callback of it is running or
+ * vmw_doorbell_destroy() returns once no callback of it is running or
  * queued, so after it nothing can queue the work, and the cancel below
  * is the last one needed.
  */
