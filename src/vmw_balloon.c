@@ -21,13 +21,14 @@
  * backdoor call), vmw_refused_policy.h what pages the host refuses may
  * cost.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+#define pr_fmt(fmt) "balloon-dkms: " KBUILD_MODNAME ": " fmt
 
 #include "compat/compat.h"
 #include "compat/balloon.h"
 #include "compat/shrinker.h"
 #include "compat/vmw.h"
 #include "balloon_state.h"
+#include "floor_policy.h"
 #include "vmw_protocol.h"
 #include "vmw_refused_policy.h"
 #include "zone_guard.h"
@@ -94,14 +95,12 @@ static const char * const vmballoon_cmd_names[VMW_BALLOON_CMD_NUM] = {
 };
 
 /*
- * The balloon never takes the guest below this much available memory: a
- * 32nd of its RAM, at least 16 MiB and at most 1 GiB (as virtio_balloon).
- * A host asking for more would only get the guest killed by the OOM
- * killer.
+ * The balloon never takes the guest below this much available memory
+ * (floor_policy.h): by default a 32nd of its RAM, at least 16 MiB and at
+ * most 1 GiB, as virtio_balloon.  A host asking for more would only get
+ * the guest killed by the OOM killer.
  */
-#define VMW_BALLOON_RESERVE_SHIFT	5
-#define VMW_BALLOON_RESERVE_MIN		(SZ_16M >> PAGE_SHIFT)
-#define VMW_BALLOON_RESERVE_MAX		(SZ_1G >> PAGE_SHIFT)
+BALLOON_FLOOR_PARAM();
 
 /* pop() waits for pages under migration; it says so this often. */
 #define VMW_BALLOON_POP_WARN		(10 * HZ)
@@ -385,17 +384,16 @@ static bool vmballoon_send_get_target(struct vmballoon *b)
 
 /*
  * How many frames inflation may still take without leaving the guest less
- * available memory than its reserve; reported once each time it bites.
+ * available memory than its floor; reported once each time it bites.  No
+ * floor: as many as asked, until allocations fail.
  */
 static s64 vmballoon_room(struct vmballoon *b, s64 want)
 {
-	unsigned long reserve = clamp_t(unsigned long,
-					totalram_pages() >> VMW_BALLOON_RESERVE_SHIFT,
-					VMW_BALLOON_RESERVE_MIN,
-					VMW_BALLOON_RESERVE_MAX);
-	s64 room = (s64)si_mem_available() - (s64)reserve;
+	unsigned long floor = balloon_floor_pages(&floor_mb,
+						  balloon_floor_default());
+	s64 room = (s64)si_mem_available() - (s64)floor;
 
-	if (room >= want) {
+	if (!floor || room >= want) {
 		b->reserve_hit = false;
 		return want;
 	}
@@ -1314,7 +1312,8 @@ DEFINE_SHOW_ATTRIBUTE(vmballoon_debug);
  * The same state without debugfs, read-only, in /sys/module/vmw_balloon/
  * status/: sizes in 4 KiB frames, refused_frames locks and unlocks the
  * host refused, last_error the host's status for the last command it
- * failed (0: none), capabilities those in use, state and reason whether
+ * failed (0: none), capabilities those in use, floor_pages the floor
+ * (floor_mb) in pages, state and reason whether
  * the balloon is at its target or why it stopped short (balloon_state.h;
  * poll() on state wakes at every change).
  */
@@ -1343,6 +1342,8 @@ VMW_STATUS_ATTR(size_frames, "%llu", (u64)atomic64_read(&balloon.size));
 VMW_STATUS_ATTR(target_frames, "%lu", READ_ONCE(balloon.target));
 VMW_STATUS_ATTR(refused_frames, "%llu", vmballoon_refused_frames(&balloon));
 VMW_STATUS_ATTR(last_error, "%lu", READ_ONCE(balloon.last_error));
+VMW_STATUS_ATTR(floor_pages, "%lu",
+		balloon_floor_pages(&floor_mb, balloon_floor_default()));
 VMW_STATUS_ATTR(state, "%s", balloon_state_names[READ_ONCE(balloon.status.state)]);
 VMW_STATUS_ATTR(reason, "%s", balloon_reason_names[READ_ONCE(balloon.status.reason)]);
 
@@ -1371,6 +1372,7 @@ static struct attribute *vmballoon_status_attrs[] = {
 	&vmballoon_attr_refused_frames.attr,
 	&vmballoon_attr_last_error.attr,
 	&vmballoon_attr_capabilities.attr,
+	&vmballoon_attr_floor_pages.attr,
 	&vmballoon_attr_state.attr,
 	&vmballoon_attr_reason.attr,
 	NULL

@@ -360,6 +360,56 @@ def test_state_says_reached_or_stuck(fresh):
             "BALLOON_REASON=%s" % reason in events, (state, reason, events[-1500:])
 
 
+FLOOR = "/sys/module/vmw_balloon/parameters/floor_mb"
+
+
+def test_floor_mb(fresh):
+    """floor_mb (floor_policy.h, as virtio_balloon's): -1 by default, a
+    32nd of RAM within 16 MiB and 1 GiB; bad values are refused with one
+    balloon-dkms: line, at load and at run time; a floor set at run time
+    holds a balloon asked for all of RAM, which says it is stuck at the
+    floor (a vb-poll blocked on its state returns)."""
+    vm = fresh
+    view = STATUS_VIEW
+    mi = vm.meminfo()
+    assert vm.sh("cat " + FLOOR).strip() == "-1"
+    default = min(max(mi["MemTotal"] // 4 // 32, 4096), 262144)
+    assert int(vm.sh("cat %s/floor_pages" % view)) == default
+    rc, _ = vm.shell("echo -5 > " + FLOOR)
+    assert rc != 0 and vm.sh("cat " + FLOOR).strip() == "-1"
+    unload(vm)
+    rc, out = vm.shell("modprobe vmw_balloon floor_mb=lots")
+    assert rc != 0 and not loaded(vm), out
+    bad = [ln for ln in vm.dmesg().splitlines() if "floor_mb must be" in ln]
+    print("\n".join(bad))
+    # (busybox's modprobe may try a module twice: one line a try)
+    said = [re.search(r"\] balloon-dkms: vmw_balloon: floor_mb must be -1 \(a 32nd of RAM\), "
+                      r"0 \(no floor\) or a size in MiB, not '(.*)'$", ln) for ln in bad]
+    assert all(said) and [m.group(1) for m in said][:2] == ["-5", "lots"] and \
+        {m.group(1) for m in said} == {"-5", "lots"}, bad
+    load(vm)
+    vm.sh("echo 0 > " + FLOOR)
+    assert int(vm.sh("cat %s/floor_pages" % view)) == 0
+    vm.sh("echo 256 > " + FLOOR)
+    assert int(vm.sh("cat %s/floor_pages" % view)) == 256 * 256
+    try:
+        _poll_state(vm, "stuck", "/tmp/vmw-poll3")
+        vm.host.set_target(MEM_MB * 256)
+        seen = _poller_done(vm, "/tmp/vmw-poll3", 2 * STEP)
+        assert "VB-POLL-EXIT 0" in seen, seen
+        assert vm.sh("cat %s/reason" % view).strip() == "floor"
+        st, g = invariants(vm)
+        mi, pcp_kb = meminfo_pcp(vm)
+        avail = (mi["MemAvailable"] + pcp_kb) // 1024
+        print("floor 256 MiB: balloon %d MiB, MemAvailable %d MiB" % (g["current"] // 256, avail))
+        assert 256 - 16 <= avail <= 256 + 64, (mi, pcp_kb)
+        assert g["current"] >= 128 * 256, g
+    finally:
+        vm.sh("echo -1 > " + FLOOR)
+    vm.host.set_target(0)
+    settle(vm, 0)
+
+
 def test_reset_mid_batch(fresh):
     """RESET after part of a batch: on inflation and on deflation."""
     for caps in (CAPS_4K, CAPS_2M):
