@@ -14,6 +14,9 @@
 #   "build" root keeps exactly one kernel, the one root_kver picks.
 # PROFILE "vmwhost" (sid only): QEMU and a C toolchain with glib, to build
 #   and run the VMware host emulator plugin.
+# PROFILE "libvirt": the suite's libvirt daemon with its QEMU driver, virsh
+#   and the suite's QEMU, for tests/lib/libvirt.py, which runs libvirtd
+#   chrooted in it (never installed on the host).
 #
 # The cache lives in $BALLOON_CACHE/roots, keyed by suite, profile, package
 # list and recipe version.  A root whose key differs, or that misses
@@ -25,7 +28,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
-suite=${1:?usage: mkroot.sh SUITE [build|flavours|vmwhost]}
+suite=${1:?usage: mkroot.sh SUITE [build|flavours|vmwhost|libvirt]}
 profile=${2:-build}
 
 base_pkgs="apt,ca-certificates,procps,kmod,udev,initramfs-tools,gcc,make,libc6-dev"
@@ -40,6 +43,9 @@ flavours)
 	;;
 vmwhost)
 	extra_pkgs="qemu-system-x86 qemu-utils libglib2.0-dev pkg-config"
+	;;
+libvirt)
+	extra_pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86"
 	;;
 *)
 	die "unknown root profile '$profile'"
@@ -80,6 +86,9 @@ root_ok() {
 		for f in amd64 cloud-amd64 rt-amd64; do
 			flavour_kver "$dir" "$f" >/dev/null || return 1
 		done
+	elif [ "$profile" = libvirt ]; then
+		[ -x "$dir/usr/bin/qemu-system-x86_64" ] && [ -x "$dir/usr/sbin/libvirtd" ] &&
+			[ -x "$dir/usr/bin/virsh" ] || return 1
 	else
 		[ -x "$dir/usr/bin/qemu-system-x86_64" ] || return 1
 	fi
@@ -150,7 +159,8 @@ trap - EXIT
 	echo "profile $profile"
 	echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	chroot "$tmp" dpkg-query -W -f='pkg ${Package} ${Version}\n' \
-		'linux-image-*' 'linux-headers-*' gcc dkms 'qemu-system-x86' 2>/dev/null || true
+		'linux-image-*' 'linux-headers-*' gcc dkms 'qemu-system-x86' \
+		'libvirt-daemon' 2>/dev/null || true
 } >"$tmp/.balloon-root"
 mv "$tmp" "$dir"
 mv "$tmp.log" "$dir.log"
