@@ -55,6 +55,7 @@
 #include "compat/slab.h"
 #include "compat/virtio.h"
 #include "alloc_policy.h"
+#include "floor_policy.h"
 #include "pressure_policy.h"
 #include "request_shape.h"
 #include "zone_guard.h"
@@ -64,42 +65,14 @@
 #define CREATE_TRACE_POINTS
 #include "balloon_trace.h"
 
-/*
- * The floor: memory the guest keeps whatever the host asks.  By default
- * a 32nd of RAM at probe time, at least 16 MiB and at most 1 GiB; the
- * floor_mb module parameter overrides it (0: no floor, inflate until
- * allocations fail, as the kernel's own driver does).
- */
-#define VB_RESERVE_MIN		(SZ_16M >> PAGE_SHIFT)
-#define VB_RESERVE_MAX		(SZ_1G >> PAGE_SHIFT)
 /* Retry delays when the target cannot be reached now. */
 #define VB_RETRY_MIN_MS		200
 #define VB_RETRY_MAX_MS		10000
 /* Every page left is isolated for migration: look again next tick. */
 #define VB_MIGRATION_WAIT	1
 
-static int floor_mb = -1;
-
-static int floor_mb_set(const char *val, const struct kernel_param *kp)
-{
-	int mb;
-
-	if (kstrtoint(val, 0, &mb) || mb < -1) {
-		pr_err("floor_mb must be -1 (a 32nd of RAM), 0 (no floor) or a size in MiB, not '%s'\n",
-		       strim((char *)val));
-		return -EINVAL;
-	}
-	WRITE_ONCE(floor_mb, mb);
-	return 0;
-}
-
-static const struct kernel_param_ops floor_mb_ops = {
-	.set = floor_mb_set,
-	.get = param_get_int,
-};
-module_param_cb(floor_mb, &floor_mb_ops, &floor_mb, 0644);
-MODULE_PARM_DESC(floor_mb,
-		 "memory in MiB the guest keeps whatever the host asks: -1 = a 32nd of RAM (16 MiB to 1 GiB), 0 = none");
+/* The floor the guest keeps (floor_policy.h): floor_mb. */
+BALLOON_FLOOR_PARAM();
 
 static unsigned int request_frames;
 
@@ -302,9 +275,7 @@ static void free_page_list(struct list_head *pages, bool blocks)
 /* The floor in pages: the parameter if set, else the probe-time default. */
 unsigned long vb_floor(struct virtio_balloon *vb)
 {
-	int mb = READ_ONCE(floor_mb);
-
-	return mb < 0 ? vb->reserve : (unsigned long)mb << (20 - PAGE_SHIFT);
+	return balloon_floor_pages(&floor_mb, vb->reserve);
 }
 
 /*
@@ -1033,12 +1004,6 @@ static void write_poison_val(struct virtio_balloon *vb)
 			 &poison_val);
 }
 
-static void init_reserve(struct virtio_balloon *vb)
-{
-	vb->reserve = clamp_t(unsigned long, totalram_pages() / 32,
-			      VB_RESERVE_MIN, VB_RESERVE_MAX);
-}
-
 /* A new device's state, before anything talks to the host. */
 static struct virtio_balloon *vb_alloc(struct virtio_device *vdev)
 {
@@ -1054,7 +1019,8 @@ static struct virtio_balloon *vb_alloc(struct virtio_device *vdev)
 	mutex_init(&vb->balloon_lock);
 	INIT_LIST_HEAD(&vb->blocks);
 	init_waitqueue_head(&vb->acked);
-	init_reserve(vb);
+	/* The default floor, as RAM was at probe time. */
+	vb->reserve = balloon_floor_default();
 	if (alloc_pfns(vb)) {
 		kfree(vb);
 		return NULL;
