@@ -26,8 +26,7 @@ import pytest
 from lib import hugepages, roots
 from lib.virtio_util import GiB, MiB, GuestPool, version
 
-SUITES = [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
-          for s in roots.suites() if s in ("bookworm", "sid")]
+SUITES = roots.suites_quick_on_bookworm(("bookworm", "sid"))
 # arm64 with 4 KiB and 16 KiB guest pages (a 2 MiB block is order 7 there)
 if not roots.quick() and "sid" in roots.suites():
     SUITES += ["sid-arm64", "sid-arm64-16k"]

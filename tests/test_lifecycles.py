@@ -33,8 +33,7 @@ from lib.virtio_util import MiB, GuestPool, version
 from lib.vm import vms_between
 
 KERNELS = ("bookworm", "sid")
-SUITES = [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
-          for s in roots.suites() if s in KERNELS]
+SUITES = roots.suites_quick_on_bookworm(KERNELS)
 pytestmark = pytest.mark.parametrize("suite", SUITES, scope="module")
 
 VERSION = version()

@@ -16,8 +16,7 @@ from lib import initramfs, roots
 from lib import vm as vmlib
 from lib.virtio_util import GiB, MiB, BalloonGuest, GuestPool
 
-SUITES = [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
-          for s in roots.suites() if s in ("bookworm", "sid")]
+SUITES = roots.suites_quick_on_bookworm(("bookworm", "sid"))
 STEP = 300
 
 

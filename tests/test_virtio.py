@@ -36,8 +36,7 @@ from lib.virtio_util import (GiB, MiB, Features, GuestPool, kconfig, our_stats_t
                              version)
 from lib.vmwhost import host_root as sid_qemu_root
 
-SUITES = [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
-          for s in roots.suites()]
+SUITES = roots.suites_quick_on_bookworm()
 pytestmark = pytest.mark.parametrize("suite", SUITES, scope="module")
 
 VERSION = version()

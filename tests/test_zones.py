@@ -20,8 +20,7 @@ import pytest
 from lib import memzones, roots
 from lib.virtio_util import GiB, MiB, GuestPool
 
-SUITES = [pytest.param(s, marks=pytest.mark.quick) if s == "bookworm" else s
-          for s in roots.suites()]
+SUITES = roots.suites_quick_on_bookworm()
 if not roots.quick() and "sid" in roots.suites():
     SUITES.append("sid-arm64-16k")
 STEP = 300

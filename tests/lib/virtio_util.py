@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Helpers for the virtio_balloon VM tests (tests/test_virtio.py).
 
-version() -> str                 VERSION from the top-level Makefile
+version() -> str                 VERSION from the top-level Makefile (lib.pkg's)
 kconfig(root, kver) -> {name: value}
 kernel_has_balloon_node_stat(root, kver) -> bool
                                  NR_BALLOON_PAGES in the kernel's headers
@@ -51,7 +51,7 @@ import re
 import subprocess
 import time
 
-from . import build, initramfs, roots
+from . import build, initramfs, pkg, roots
 from . import vm as vmlib
 
 GiB = vmlib.GiB
@@ -72,8 +72,7 @@ class Features:
 
 
 def version():
-    with open(os.path.join(roots.REPO, "Makefile")) as f:
-        return re.search(r"^VERSION\s*:?=\s*(\S+)", f.read(), re.M).group(1)
+    return pkg.VERSION
 
 
 def kconfig(root, kver):
