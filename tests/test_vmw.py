@@ -11,18 +11,19 @@ write to a locked page, no host error, and host and guest agreeing on the
 balloon size.  A plain (non-VMware) PC is booted once per suite to check
 that the driver refuses to load there, quietly.
 
-Also measured, printed and recorded with the `timing` fixture but never
-asserted: inflate/deflate times of our driver and of the kernel's own
-vmw_balloon in the same VM against the same host.
+No check depends on the host's clock: amounts are counted (pages, host
+commands, the drivers' work ticks as the host's GET_TARGETs), and a wait
+for a condition has a deadline only so that a hang ends.  Speed against
+the kernel's own driver is `make bench`'s to measure.
 """
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
 from lib import build, roots, vmwhost
+from lib.virtio_util import kernel_has_balloon_node_stat
 from test_virtio import _poller_done
 from lib.vmwhost import CAP_BASIC, CAP_BATCHED, CAP_BATCHED_2M, CAP_64BIT_TARGET
 
@@ -233,9 +234,12 @@ def test_tracepoints_and_status_view(fresh, suite):
     target moves, the batches add up to what moved, refusals and the reset
     show, and every backdoor command is there with its status, as many as
     the host counted.  The read-only status view under /sys/module agrees
-    with the host and debugfs; where /proc/meminfo has a Balloon: line
-    (sid) it counts the 2 MiB pages too."""
+    with the host and debugfs; where the kernel counts balloon pages per
+    node (NR_BALLOON_PAGES in its headers: 7.x) /proc/meminfo's Balloon:
+    line counts the 2 MiB pages too, elsewhere there is no such line."""
     vm = fresh
+    root = roots.root(suite)
+    node_stat = kernel_has_balloon_node_stat(root, roots.kver(root))
     t = TRACING
     vm.sh("mountpoint -q %s || mount -t tracefs nodev %s" % (t, t))
     names = vm.sh("ls %s/events/balloon" % t).split()
@@ -254,7 +258,8 @@ def test_tracepoints_and_status_view(fresh, suite):
                           vm.sh("cd %s && cat size_frames target_frames refused_frames "
                                 "last_error capabilities" % STATUS_VIEW).splitlines()))
         mi = vm.meminfo()
-        if suite == "sid" or "Balloon" in mi:
+        assert ("Balloon" in mi) == node_stat, mi
+        if node_stat:
             mi = vm.wait_folded(vm.meminfo, "Balloon", target * 4, 30)
         vm.host.inject_reset()
         vm.host.wait_state(lambda s: s["starts"] == 2 and s["locked_pages"] == target,
@@ -310,7 +315,7 @@ def test_tracepoints_and_status_view(fresh, suite):
     g = vmwhost.guest_vmmemctl(vm)
     assert int(vm.sh("cat %s/size_frames" % STATUS_VIEW)) == g["current"] == 0
     assert int(vm.sh("cat %s/last_error" % STATUS_VIEW)) == 7     # the RESET
-    if suite == "sid" or "Balloon" in mi:
+    if node_stat:
         assert mi["Balloon"] == target * 4, mi
 
 
@@ -661,68 +666,75 @@ def test_absurd_targets(fresh):
 
 
 SPARSE_TARGET = 2048            # 8 MiB
-SPARSE_WINDOW = 5               # seconds sampled where no convergence is due
-SPARSE_CONVERGE = 90            # seconds ours may take at N = 20
-SPARSE_CMD_RATIO = 10           # ours' host commands at most this x in-tree's
-INTREE_CMDS_PER_S = 2           # in-tree, refused: GET_TARGET + one batch a second
+SPARSE_WINDOW_TICKS = 5         # work ticks sampled where no convergence is due
+SPARSE_CONVERGE_TICKS = 90      # work ticks ours may take at N = 20 (55 seen)
+SPARSE_CMD_RATIO = 10           # ours' host commands a tick at most this x in-tree's
 
-# Sample MemFree (kB) and the balloon's size every 0.2 s for up to %d s;
-# stop early once the balloon holds %d pages (0: never).
+# In the background until /tmp/sparse-stop exists: MemFree (kB) and the
+# guest's own clock (/proc/uptime) every 0.2 s.
 SPARSE_SAMPLER = (
-    "end=$(($(date +%%s) + %d)); while [ $(date +%%s) -lt $end ]; do"
-    " grep '^MemFree:' /proc/meminfo;"
-    " c=$(awk '/^current/ {print $3}' /sys/kernel/debug/vmmemctl); echo cur $c;"
-    " [ %d -gt 0 ] && [ \"$c\" -ge %d ] && break; sleep 0.2; done")
+    "rm -f /tmp/sparse-stop; (while [ ! -e /tmp/sparse-stop ]; do"
+    " grep '^MemFree:' /proc/meminfo; echo up $(cut -d' ' -f1 /proc/uptime);"
+    " sleep 0.2; done > /tmp/sparse.out 2>&1 &)")
 
 
 def sparse_case(vm, who, n, converge):
     """Load `who` with 4 KiB batches, let the host accept only every n-th
     lock entry, ask for SPARSE_TARGET pages and sample the guest's free
-    memory (from inside the guest, five times a second) and the host's
-    command count.  Returns (MemFree before, lowest MemFree, host commands
-    per second, host commands per work tick (GET_TARGET), pages held at
-    the end, seconds sampled)."""
+    memory (from inside the guest, five times a second) while the host
+    counts SPARSE_WINDOW_TICKS work ticks (GET_TARGETs), or with
+    `converge` until the balloon holds the target or SPARSE_CONVERGE_TICKS
+    ticks went by.  Returns a dict: MemFree before ("free0") and lowest
+    ("low"), host commands a tick ("per_tick"), ticks counted ("ticks"),
+    the guest seconds the sampler saw meanwhile ("guest_s", a span that
+    holds the ticks), pages held at the end ("held")."""
     vm.host.clear_faults()
     switch_driver(vm, who, CAPS_4K)
     free0 = vm.meminfo()["MemFree"]
+    vm.sh(SPARSE_SAMPLER)
     vm.host.accept_every(n)
     vm.host.clear_stats()
     c0 = vm.host.state()["commands"]
-    t0 = time.monotonic()
     vm.host.set_target(SPARSE_TARGET)
-    secs = SPARSE_CONVERGE if converge else SPARSE_WINDOW
-    out = vm.sh(SPARSE_SAMPLER % (secs, SPARSE_TARGET if converge else 0, SPARSE_TARGET),
-                timeout=secs + STEP)
-    elapsed = time.monotonic() - t0
-    st = vm.host.state()
-    rate = (st["commands"] - c0) / elapsed
-    per_tick = (st["commands"] - c0) / max(st["op_get_target"], 1)
-    ops = " ".join("%s %d" % (k[3:], v) for k, v in st.items()
-                   if k.startswith("op_") and v)
+    if converge:
+        st = vm.host.wait_state(lambda s: s["locked_pages"] >= SPARSE_TARGET or
+                                s["op_get_target"] >= SPARSE_CONVERGE_TICKS, 4 * STEP,
+                                "the target or %d ticks" % SPARSE_CONVERGE_TICKS,
+                                alive=vm.check)
+    else:
+        st = vm.host.wait_state(lambda s: s["op_get_target"] >= SPARSE_WINDOW_TICKS, STEP,
+                                "%d ticks" % SPARSE_WINDOW_TICKS, alive=vm.check)
+    held = vmwhost.guest_vmmemctl(vm)["current"]
+    out = vm.sh("touch /tmp/sparse-stop; sleep 0.5; cat /tmp/sparse.out")
+    ticks = st["op_get_target"]
+    per_tick = (st["commands"] - c0) / max(ticks, 1)
+    ops = " ".join("%s %d" % (k[3:], v) for k, v in st.items() if k.startswith("op_") and v)
     frees = [int(v) for v in re.findall(r"^MemFree:\s+(\d+)", out, re.M)]
-    held = int(re.findall(r"^cur (\d+)", out, re.M)[-1])
-    assert len(frees) >= 5, out
+    ups = [float(v) for v in re.findall(r"^up (\S+)", out, re.M)]
+    assert len(frees) >= 5 and len(ups) >= 5, out
     vm.host.clear_faults()
     vm.host.set_target(0)
     settle(vm, 0)
     vmwhost.assert_clean(vm)
-    print("sparse acceptance 1/%d %-7s: MemFree %d -> min %d kB, %.1f host commands/s "
-          "(%.1f a tick), %d of %d pages in %.1f s (%s)" % (
-              n, who, free0, min(frees), rate, per_tick, held, SPARSE_TARGET, elapsed, ops))
-    return free0, min(frees), rate, per_tick, held, elapsed
+    r = dict(free0=free0, low=min(frees), per_tick=per_tick, ticks=ticks,
+             guest_s=ups[-1] - ups[0], held=held)
+    print("sparse acceptance 1/%d %-7s: MemFree %d -> min %d kB, %.1f host commands a tick, "
+          "%d ticks in %.1f guest s, %d of %d pages (%s)" % (
+              n, who, free0, r["low"], per_tick, ticks, r["guest_s"], held, SPARSE_TARGET, ops))
+    return r
 
 
-def test_sparse_acceptance(fresh, suite, timing):
+def test_sparse_acceptance(fresh):
     """A host that takes only every N-th page (N = 20, N = 512) costs the
     guest little: its free memory never drops below half of what it was,
-    and the host sees at most SPARSE_CMD_RATIO times the commands of the
-    kernel's own driver, measured in the same VM against the same host.
-    Both drivers work once a second (one GET_TARGET each time), so the
-    ratio is taken per work tick: a window of a few seconds holds a whole
-    number of ticks, which makes a per-second ratio swing by a third.  The
-    per-second rate is bounded too, against in-tree's nominal two commands
-    a second, so a shorter tick cannot hide behind the per-tick figure.
-    With N = 20 the balloon still reaches its target."""
+    and the host sees at most SPARSE_CMD_RATIO times the commands a work
+    tick of the kernel's own driver, measured in the same VM against the
+    same host.  Both drivers work once a second (one GET_TARGET each
+    time): that ours does not tick faster, which would hide behind a
+    per-tick figure, is checked against the guest's own clock (ticks the
+    host counted <= guest seconds the sampler saw + 2: the sampler's span
+    holds the ticks, give or take its 0.2 s steps).  With N = 20 the
+    balloon still reaches its target, within SPARSE_CONVERGE_TICKS ticks."""
     vm = fresh
     res = {}
     for n in (20, 512):
@@ -731,18 +743,17 @@ def test_sparse_acceptance(fresh, suite, timing):
     unload(vm)
     load(vm)
     for n in (20, 512):
-        free0, low, rate, per_tick = res[(n, "ours")][:4]
-        intree_per_tick = res[(n, "in-tree")][3]
-        assert low >= free0 // 2, \
-            "1/%d: MemFree fell from %d to %d kB" % (n, free0, low)
-        assert per_tick <= SPARSE_CMD_RATIO * intree_per_tick, \
-            "1/%d: %.1f host commands a tick, in-tree %.1f" % (n, per_tick, intree_per_tick)
-        assert rate <= SPARSE_CMD_RATIO * INTREE_CMDS_PER_S, \
-            "1/%d: %.1f host commands/s" % (n, rate)
-    held, elapsed = res[(20, "ours")][4:]
-    timing("vmw %s sparse 1/20 ours converged" % suite, elapsed)
-    assert held >= SPARSE_TARGET, \
-        "1/20: %d of %d pages after %.0f s" % (held, SPARSE_TARGET, elapsed)
+        ours, intree = res[(n, "ours")], res[(n, "in-tree")]
+        assert ours["low"] >= ours["free0"] // 2, \
+            "1/%d: MemFree fell from %d to %d kB" % (n, ours["free0"], ours["low"])
+        assert ours["per_tick"] <= SPARSE_CMD_RATIO * intree["per_tick"], \
+            "1/%d: %.1f host commands a tick, in-tree %.1f" % (n, ours["per_tick"],
+                                                              intree["per_tick"])
+        assert ours["ticks"] <= ours["guest_s"] + 2, \
+            "1/%d: %d ticks in %.1f guest seconds" % (n, ours["ticks"], ours["guest_s"])
+    ours = res[(20, "ours")]
+    assert ours["held"] >= SPARSE_TARGET, \
+        "1/20: %d of %d pages after %d ticks" % (ours["held"], SPARSE_TARGET, ours["ticks"])
 
 
 def test_wide_target_without_64bit(fresh):
