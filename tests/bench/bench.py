@@ -32,6 +32,15 @@ alternating which goes first.  Rows (BENCH_ROWS picks a subset):
   vmware    vmw_balloon, ours vs in-tree, inflate and deflate 256 MiB
             against the emulated VMware host (tests/vmw-host), one VM per
             suite and CPU model
+  hugepages a 2 GiB guest whose RAM is 2 MiB host huge pages (a hugetlb
+            memfd, as tests/test_hugepages.py boots it; the pool from
+            lib.hugepages.reserve, the guest's size + 8 pages, under its
+            host-wide lock), its own VM per suite and CPU model, freshly
+            booted: host memory returned by inflating 1 GiB (MiB, from the
+            host's HugePages_Free), inflate and deflate times, and what the
+            host has not taken back once the guest has its memory again
+  hugepages-movable
+            the same with a movable zone (movablecore=1536M)
 
 The arm64 kernels (BENCH_SUITES="sid-arm64 sid-arm64-16k bookworm-arm64",
 not in the default) boot the same way under qemu-system-aarch64 -M virt
@@ -66,15 +75,18 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from lib import build, initramfs, roots, vmwhost  # noqa: E402
+from lib import build, hugepages, initramfs, memzones, roots, vmwhost  # noqa: E402
 from lib.virtio_util import guest_program  # noqa: E402
 from lib.vm import VM, GiB, MiB, boot  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
-ROWS = ("inflate", "limit", "pressure", "thp", "aged", "vmware")
+ROWS = ("inflate", "limit", "pressure", "thp", "aged", "vmware", "hugepages",
+        "hugepages-movable")
+# the rows of the main virtio VM (the others boot their own)
+VIRTIO_ROWS = ("inflate", "limit", "pressure", "thp", "aged")
 # arm64 (BENCH_SUITES sid-arm64, sid-arm64-16k, bookworm-arm64): the rows
 # that hold whatever the page size, on QEMU's arm64 default CPU model
-ARM64_ROWS = ("inflate", "limit", "pressure")
+ARM64_ROWS = ("inflate", "limit", "pressure", "hugepages", "hugepages-movable")
 ARM64_CPU = "max,pauth-impdef=on"
 GUEST_TOOLS = {"thp": "thp", "pressure": "pressure", "age": "aged"}
 WHO = ("in-tree", "ours")
@@ -85,6 +97,23 @@ VMW_PAGES = 256 * 256           # 256 MiB in 4 KiB pages
 # Above this 1-minute host load a table's rounds are marked: on this
 # 2-core host, TCG times then stretch and scatter.
 LOAD_HIGH = 1.5
+# hugepages rows: the guest's RAM as tests/test_hugepages.py has it (BACKEND),
+# a 2 MiB hugetlb memfd, QEMU preallocating all of it; init_on_free=1 makes
+# the guest zero what a deflate gives back, so the host faults every huge
+# page in again and each round starts from a fully backed guest
+HUGE_GUEST_MB = 2048
+HUGE_SLACK_PAGES = 8
+HUGE_BACKEND = ["-object", "memory-backend-memfd,id=m0,size=%dM,hugetlb=on,"
+                "hugetlbsize=%d,prealloc=on" % (HUGE_GUEST_MB, hugepages.PAGE),
+                "-machine", "memory-backend=m0"]      # QEMU merges -machine options
+# row -> (key prefix, guest command line, label prefix, loads label)
+HUGE_ROWS = {
+    "hugepages": ("huge", "init_on_free=1", "2 MiB host pages", "hugepages"),
+    "hugepages-movable": ("hugem", "init_on_free=1 movablecore=1536M",
+                          "2 MiB host pages, movablecore=1536M", "hugepages movable"),
+}
+# a pool another test holds is waited for, but not for ever
+HUGE_LOCK_S = 900
 DOC = os.path.join(REPO, "doc", "bench.md")
 
 
@@ -209,10 +238,14 @@ def prefault(vm):
           % frames, timeout=900)
 
 
-def driver_round(vm, path, mem, rows, press_mib):
+def load_driver(vm, path):
     vm.sh("insmod %s" % path)
     vm.sh("for i in $(seq 100); do ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -q virtio && break;"
           " sleep 0.1; done; ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -q virtio")
+
+
+def driver_round(vm, path, mem, rows, press_mib):
+    load_driver(vm, path)
     r = {}
     if "inflate" in rows or "thp" in rows:
         prefault(vm)
@@ -254,8 +287,7 @@ def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
         root, os.path.join(HERE, "limit"), k)["balloon_limit"]
     initrd = vmwhost.initrd_plus(initramfs.build(root, k, ko=[ko]), files)
     mem = mem_mb << 20
-    paths = {"in-tree": "/lib/modules/%s/kernel/drivers/virtio/virtio_balloon.ko" % k,
-             "ours": "/lib/modules/%s/updates/virtio_balloon.ko" % k}
+    paths = driver_paths(k)
     res = {"in-tree": [], "ours": [], "limit": [], "loads": []}
     tag = "%s %s" % (suite, cpu)
 
@@ -294,6 +326,72 @@ def virtio_pass(suite, root, k, cpu, rounds, rows, mem_mb=2048):
                       flush=True)
     finally:
         vm.close()
+    return res
+
+
+def driver_paths(k):
+    return {"in-tree": "/lib/modules/%s/kernel/drivers/virtio/virtio_balloon.ko" % k,
+            "ours": "/lib/modules/%s/updates/virtio_balloon.ko" % k}
+
+
+# ------------------------------------------------------------ hugepages rows
+
+def huge_round(vm, hp, path, mem, pre):
+    """One driver: inflate 1 GiB, deflate; everything read on the host."""
+    load_driver(vm, path)
+    if vm.query_balloon() != mem:
+        raise RuntimeError("balloon at %d before inflating, not %d" % (vm.query_balloon(), mem))
+    before = hp.free()
+    _, tin, _ = trace_to(vm, mem - GiB)
+    # QEMU discards a host page while it handles the request, before the
+    # guest sees it completed and moves `actual`: the figure is final here
+    after = hp.free()
+    _, tout, _ = trace_to(vm, mem)
+    # the guest zeroes what it got back (init_on_free=1): the host faults
+    # the huge pages in again; what is still free after 60 s was not
+    back = hp.wait_free(lambda v: v <= before, 60)
+    vm.sh("rmmod virtio_balloon")
+    return {pre + "_returned_mib": (after - before) * hugepages.PAGE // MiB,
+            pre + "_inflate_s": tin, pre + "_deflate_s": tout,
+            pre + "_kept_mib": (back - before) * hugepages.PAGE // MiB,
+            pre + "_free_before": before}
+
+
+def huge_pass(suite, root, k, cpu, rounds, row):
+    """The hugepages rows: a guest backed by 2 MiB host huge pages, its own
+    VM, the two drivers alternating in it."""
+    pre, append, _, _ = HUGE_ROWS[row]
+    arch = roots.arch(suite)
+    ko = build.modules(root, k, only=("virtio_balloon",))["virtio_balloon"]
+    initrd = initramfs.build(root, k, ko=[ko])
+    mem = HUGE_GUEST_MB * MiB
+    paths = driver_paths(k)
+    mods = "virtio_pci,virtio_console" if arch == "aarch64" else "virtio_pci"
+    res = {"in-tree": [], "ours": [], "loads": []}
+    tag = "%s %s %s" % (suite, cpu, row)
+
+    def make():
+        return VM(roots.kernel(root, k), initrd,
+                  "vmh.modules=%s vmh.coldplug=0 %s" % (mods, append),
+                  name="bench-huge-" + suite, mem_mb=HUGE_GUEST_MB, cpu=cpu, arch=arch,
+                  balloon_opts={"deflate-on-oom": "on"}, extra_args=HUGE_BACKEND)
+    with hugepages.reserve(hugepages.pages_for(mem) + HUGE_SLACK_PAGES,
+                           lock_timeout=HUGE_LOCK_S) as hp:
+        vm = boot(make)
+        try:
+            if "movablecore" in append and \
+                    memzones.MOVABLE not in memzones.zones(vm, 4):   # (sizes unused)
+                raise RuntimeError("movablecore= gave the guest no movable zone")
+            for i in range(rounds):
+                load = os.getloadavg()[0]
+                res["loads"].append(load)
+                for which in (WHO if i % 2 == 0 else WHO[::-1]):
+                    r = huge_round(vm, hp, paths[which], mem, pre)
+                    res[which].append(r)
+                    print("%s %s round %d (load %.1f): %s" % (tag, which, i, load, brief(r)),
+                          flush=True)
+        finally:
+            vm.close()          # QEMU gone before the pool shrinks
     return res
 
 
@@ -378,6 +476,12 @@ PAIR_ROWS = {
     "vmware": [("vmw_inflate_s", "VMware: inflate 256 MiB (s)", 2),
                ("vmw_deflate_s", "VMware: deflate 256 MiB (s)", 2)],
 }
+for _row, (_pre, _, _label, _) in HUGE_ROWS.items():
+    PAIR_ROWS[_row] = [
+        (_pre + "_returned_mib", "%s: host memory returned by inflating 1 GiB (MiB)" % _label, 0),
+        (_pre + "_inflate_s", "%s: inflate 1 GiB (s)" % _label, 2),
+        (_pre + "_deflate_s", "%s: deflate 1 GiB (s)" % _label, 2),
+        (_pre + "_kept_mib", "%s: not taken back by the host after the deflate (MiB)" % _label, 0)]
 # (limit key, label, the in-tree key it is compared with)
 LIMIT_ROWS = [("limit0_alloc_s", "limit: allocate 1 GiB, order 0 (s)", "inflate_s"),
               ("limit9_alloc_s", "limit: allocate 1 GiB, order 9 (s)", "inflate_s"),
@@ -431,9 +535,42 @@ def suite_rows(suite, rows):
     return [r for r in rows if r in ARM64_ROWS]
 
 
+# the loads of the parts that boot their own VM: (key in a pass, label)
+PART_LOADS = [("vmw_loads", "VMware")] + [(pre + "_loads", name)
+                                          for pre, _, _, name in HUGE_ROWS.values()]
+
+
 def round_loads(p):
     """The 1-minute host loads taken before the rounds of one pass."""
-    return p.get("loads", []) + p.get("vmw_loads", [])
+    return p.get("loads", []) + [x for key, _ in PART_LOADS for x in p.get(key, [])]
+
+
+def huge_notes(passes, cpus, rows):
+    """What the kernel's driver returned on a hugepage-backed guest, said
+    under the table: it stays at 0 (its requests hold at most 256 frames,
+    and QEMU frees a 2 MiB host page only once all 512 of its frames come
+    in one request)."""
+    out = []
+    for row, (pre, _, label, _) in HUGE_ROWS.items():
+        if row not in rows:
+            continue
+        key = pre + "_returned_mib"
+        it = [r[key] for c in cpus for r in passes[c].get("in-tree", []) if key in r]
+        us = [r[key] for c in cpus for r in passes[c].get("ours", []) if key in r]
+        if not it:
+            continue
+        if max(it) == 0 and min(it) == 0:
+            s = ("%s: the kernel's driver stays at 0 MiB returned, in each of its %d "
+                 "rounds: its requests hold at most 256 frames, and QEMU frees a 2 MiB host "
+                 "page only when all 512 of its frames arrive in one request"
+                 % (label, len(it)))
+        else:
+            s = ("%s: the kernel's driver returned %s MiB (each round), **not 0**"
+                 % (label, " ".join(str(x) for x in it)))
+        if us:
+            s += "; ours returned %s MiB of 1024 (each round)" % " ".join(str(x) for x in us)
+        out.append(s + ".")
+    return out
 
 
 def table(suite, passes, cpus, rows, left_out=()):
@@ -454,13 +591,17 @@ def table(suite, passes, cpus, rows, left_out=()):
     for c in cpus:
         p = passes[c]
         each = " ".join("%.1f" % x for x in p.get("loads", []))
-        if p.get("vmw_loads"):
-            each += "%sVMware %s" % (", " if each else "",
-                                     " ".join("%.1f" % x for x in p["vmw_loads"]))
+        for key, name in PART_LOADS:
+            if p.get(key):
+                each += "%s%s %s" % (", " if each else "", name,
+                                     " ".join("%.1f" % x for x in p[key]))
         loads.append("`%s` %.1f → %.1f (%.0f s; before each round: %s)" % (
             c, p["load"][0], p["load"][1], p["seconds"], each or "—"))
         loads += ["`%s` FAILED %s" % (c, e) for e in p.get("errors", ())]
     lines += ["", "Host load (1-min average) start → end, wall time: " + "; ".join(loads)]
+    notes = huge_notes(passes, cpus, rows)
+    if notes:
+        lines += [""] + notes
     why = {"vmware": "vmware needs an x86 guest",
            "thp": "thp and aged count 2 MiB blocks as order 9, true with 4 KiB pages only"}
     if left_out:
@@ -586,16 +727,20 @@ def main():
         for cpu in suite_cpus(suite, cpus):
             t0, l0 = time.monotonic(), os.getloadavg()[0]
             p = {"kernel": k}
-            for part in ("virtio", "vmware"):
-                if part == "virtio" and not set(srows) - {"vmware"} or \
-                        part == "vmware" and "vmware" not in srows:
+            for part in ("virtio", "vmware") + tuple(HUGE_ROWS):
+                if part == "virtio" and not set(srows) & set(VIRTIO_ROWS) or \
+                        part != "virtio" and part not in srows:
                     continue
                 try:
                     if part == "virtio":
                         p.update(virtio_pass(suite, root, k, cpu, a.rounds, srows))
                         continue
-                    vres = vmware_pass(suite, root, k, cpu, a.rounds)
-                    p["vmw_loads"] = vres.pop("loads")
+                    if part == "vmware":
+                        vres = vmware_pass(suite, root, k, cpu, a.rounds)
+                        p["vmw_loads"] = vres.pop("loads")
+                    else:
+                        vres = huge_pass(suite, root, k, cpu, a.rounds, part)
+                        p[HUGE_ROWS[part][0] + "_loads"] = vres.pop("loads")
                     for who, runs in vres.items():
                         lst = p.setdefault(who, [])
                         for i, r in enumerate(runs):
@@ -615,7 +760,8 @@ def main():
             results[suite][cpu] = p
     wall = time.monotonic() - t_all
     md = ("Medians of %d alternating rounds, one TCG VM per kernel and CPU model; "
-          "ratio < 1 favours ours for times, > 1 for the THP and aged rows. Rows `limit:` put "
+          "ratio < 1 favours ours for times, > 1 for the THP and aged rows and host memory "
+          "returned. Rows `limit:` put "
           "the limit (no protocol) in the ours column and divide it by the in-tree "
           "driver's inflate or deflate time. Bench wall time %.0f s; drivers built from %s.\n\n"
           % (a.rounds, wall, src))
