@@ -59,7 +59,7 @@ def pytest_configure(config):
 # lanes end together: files are ranked by what they took here (warm cache,
 # one lane), the rest come after in collection order.
 LANE_RANK = ("test_virtio", "test_vmw", "test_zones", "test_hugepages", "test_mmio",
-             "test_lifecycles", "test_arm64", "test_flavours", "test_packaging",
+             "test_lifecycles", "test_libvirt", "test_arm64", "test_flavours", "test_packaging",
              "test_repo", "test_vmwhost", "test_sb_fallback", "test_autopkgtest",
              "test_build", "test_harness")
 
