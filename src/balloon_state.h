@@ -51,14 +51,16 @@ struct balloon_status {
 };
 
 /*
- * Set the state (and, when stuck, why) of the balloon of @dev, whose
- * status view is the sysfs group @group; tell waiters on a change.
- * Called from one context at a time (the driver's work).
+ * Set the state (and, when stuck, why) in @st; on a change, wake poll()
+ * on the attribute "state" of @group under @notify (if there is one) and
+ * send a change uevent of @uevent.  Called from one context at a time
+ * (the driver's work).
  */
-static inline void balloon_state_set(struct device *dev, const char *group,
-				     struct balloon_status *st,
-				     enum balloon_state state,
-				     enum balloon_reason reason)
+static inline void balloon_state_change(struct kobject *notify, const char *group,
+					struct kobject *uevent,
+					struct balloon_status *st,
+					enum balloon_state state,
+					enum balloon_reason reason)
 {
 	char state_env[32], reason_env[32];
 	char *envp[3];
@@ -76,8 +78,18 @@ static inline void balloon_state_set(struct device *dev, const char *group,
 	envp[0] = state_env;
 	envp[1] = reason_env;
 	envp[2] = NULL;
-	sysfs_notify(&dev->kobj, group, "state");
-	kobject_uevent_env(&dev->kobj, KOBJ_CHANGE, envp);
+	if (notify)
+		sysfs_notify(notify, group, "state");
+	kobject_uevent_env(uevent, KOBJ_CHANGE, envp);
+}
+
+/* The same for a device whose status view is its sysfs group @group. */
+static inline void balloon_state_set(struct device *dev, const char *group,
+				     struct balloon_status *st,
+				     enum balloon_state state,
+				     enum balloon_reason reason)
+{
+	balloon_state_change(&dev->kobj, group, &dev->kobj, st, state, reason);
 }
 
 #endif /* BALLOON_STATE_H */

@@ -295,41 +295,26 @@ static unsigned long inflate_headroom(struct virtio_balloon *vb)
 	return avail > floor ? avail - floor : 0;
 }
 
-/* Movable single pages for up to @num frames, onto @pages; frames got. */
-static unsigned int alloc_singles(struct list_head *pages, size_t num)
-{
-	unsigned int got = 0;
-	struct page *page;
-
-	while (num - got >= VB_FRAMES_PER_PAGE) {
-		page = balloon_page_alloc();
-		if (!page)
-			break;
-		list_add_tail(&page->lru, pages);
-		got += VB_FRAMES_PER_PAGE;
-	}
-	return got;
-}
-
 /*
- * Whole blocks for up to @num frames, onto @blocks, while the allocator
- * has them free and the zone guard lets us keep them; frames got.
+ * Pages for up to @num frames onto @list: whole blocks (@blocks) while the
+ * allocator has them free and the zone guard lets us keep them, else
+ * movable single pages.  Returns the frames got.
  */
-static unsigned int alloc_blocks(struct list_head *blocks, size_t num)
+static unsigned int alloc_pages_for(struct list_head *list, size_t num, bool blocks)
 {
-	unsigned int got = 0;
+	unsigned int got = 0, step = blocks ? VB_BLOCK_FRAMES : VB_FRAMES_PER_PAGE;
 	struct page *page;
 
-	while (num - got >= VB_BLOCK_FRAMES) {
-		page = vb_block_alloc();
+	while (num - got >= step) {
+		page = blocks ? vb_block_alloc() : balloon_page_alloc();
 		if (!page)
 			break;
-		if (!balloon_zone_may_keep(page)) {
+		if (blocks && !balloon_zone_may_keep(page)) {
 			vb_block_free(page);
 			break;
 		}
-		list_add_tail(&page->lru, blocks);
-		got += VB_BLOCK_FRAMES;
+		list_add_tail(&page->lru, list);
+		got += step;
 	}
 	return got;
 }
@@ -408,11 +393,12 @@ static int fill_balloon(struct virtio_balloon *vb, size_t num)
 	num = min_t(u64, num, room);
 
 	WRITE_ONCE(vb->filler, current);
-	got = alloc_singles(&pages, min_t(u64, num,
-					  balloon_movable_spare() * (u64)VB_FRAMES_PER_PAGE));
-	nblocks = alloc_blocks(&blocks, num - got) / VB_BLOCK_FRAMES;
+	got = alloc_pages_for(&pages, min_t(u64, num,
+					    balloon_movable_spare() * (u64)VB_FRAMES_PER_PAGE),
+			      false);
+	nblocks = alloc_pages_for(&blocks, num - got, true) / VB_BLOCK_FRAMES;
 	got += nblocks * VB_BLOCK_FRAMES;
-	got += alloc_singles(&pages, num - got);
+	got += alloc_pages_for(&pages, num - got, false);
 	WRITE_ONCE(vb->filler, NULL);
 	if (!got)
 		return 0;
