@@ -214,6 +214,10 @@ struct vmballoon {
 	struct kobject *status_kobj;
 	struct vmballoon_stats stats;
 
+	/* Migrations turned away during a reset or the unload, and pop's waits. */
+	atomic_t migrations_held;
+	unsigned long pop_waits;
+
 	/* Moving, reached or stuck, and why (balloon_state.h). */
 	struct balloon_status status;
 };
@@ -940,6 +944,7 @@ static void vmballoon_pop(struct vmballoon *b)
 			since = jiffies;
 			continue;
 		}
+		b->pop_waits++;
 		if (time_after(jiffies, since + VMW_BALLOON_POP_WARN)) {
 			pr_warn("still waiting for %llu frames under migration\n",
 				size);
@@ -1248,9 +1253,11 @@ static int vmballoon_migratepage(struct balloon_dev_info *info,
 	struct vmballoon *b = container_of(info, struct vmballoon, b_dev_info);
 	int ret = 0;
 
-	/* A reset is under way: the page will be popped. */
-	if (!down_read_trylock(&b->conf_sem))
+	/* A reset or the unload is under way: the page will be popped. */
+	if (!down_read_trylock(&b->conf_sem)) {
+		atomic_inc(&b->migrations_held);
 		return -EAGAIN;
+	}
 
 	if (!vmballoon_send_one(b, page, false)) {
 		ret = -EBUSY;
@@ -1465,6 +1472,8 @@ static void __exit vmballoon_exit(void)
 	vmballoon_send_start(b, 0);
 	vmballoon_pop(b);
 	up_write(&b->conf_sem);
+	pr_debug("unloaded: %d migrations turned away during resets and the unload, %lu waits for pages under migration\n",
+		 atomic_read(&b->migrations_held), b->pop_waits);
 
 	balloon_compat_exit(&b->b_dev_info);
 	free_page((unsigned long)b->batch_page);

@@ -811,6 +811,24 @@ def balloon_migrated(vm):
                          vm.sh("cat /proc/vmstat"), re.M).group(1))
 
 
+def inflate_spread(vm):
+    """Inflate the loaded driver into holes spread over the whole zone
+    (test_compaction_migrates says why); returns the target in pages."""
+    vm.sh("mkdir -p %s && mount -t tmpfs -o size=%dm vmw-fill %s" % (FILL, MEM_MB, FILL))
+    try:
+        out = vm.sh(FILL_AWK, timeout=2 * STEP)
+        size_a, size_b = (int(n) for n in re.findall(r"^\s*(\d+)\s+\S+/[ab]$", out, re.M))
+        assert size_a == size_b >= 32 << 20, out
+        vm.sh("rm %s/a" % FILL)
+        target = (size_a >> 10) // 4
+        vm.host.set_target(target)
+        settle(vm, target)
+        vm.sh("rm %s/b" % FILL)
+    finally:
+        vm.sh("rm -f %s/a %s/b; umount %s" % (FILL, FILL, FILL))
+    return target
+
+
 def test_compaction_migrates(fresh):
     """Compaction moves 4 KiB balloon pages: the host unlocks the old page
     and locks the new one, and the two sides still agree.
@@ -827,19 +845,7 @@ def test_compaction_migrates(fresh):
     unload(vm)
     vm.host.set_caps(CAPS_4K)
     load(vm)
-    vm.sh("mkdir -p %s && mount -t tmpfs -o size=%dm vmw-fill %s" % (FILL, MEM_MB, FILL))
-    try:
-        out = vm.sh(FILL_AWK, timeout=2 * STEP)
-        size_a, size_b = (int(n) for n in re.findall(r"^\s*(\d+)\s+\S+/[ab]$", out, re.M))
-        assert size_a == size_b >= 32 << 20, out
-        each_kb = size_a >> 10
-        vm.sh("rm %s/a" % FILL)
-        target = each_kb // 4
-        vm.host.set_target(target)
-        settle(vm, target)
-        vm.sh("rm %s/b" % FILL)
-    finally:
-        vm.sh("rm -f %s/a %s/b; umount %s" % (FILL, FILL, FILL))
+    target = inflate_spread(vm)
     before = set(vm.host.locked())
     low = sum(1 for pfn in before if pfn < MEM_MB * 128)
 
@@ -870,33 +876,52 @@ def test_unload_inflated_returns_all(fresh):
     settle(vm, 0)
 
 
+UNLOAD_ATTEMPTS = 3
+UNLOADED_RX = re.compile(r"balloon-dkms: vmw_balloon: unloaded: (\d+) migrations turned away "
+                         r"during resets and the unload, (\d+) waits for pages under migration$")
+
+
 def test_unload_during_compaction(fresh):
     """rmmod while compaction keeps isolating balloon pages (issue 10,
     B3): pop waits for every page under migration instead of giving it up
     after a while, so the host holds nothing afterwards, the guest gets
-    every page back, and nothing in the kernel log complains.  Whether a
-    page is isolated at the moment pop looks is up to the scheduler: this
-    is a regression check, not a proof (see the commit that fixed pop)."""
+    every page back, and nothing in the kernel log complains.  That a
+    migration really overlapped the unload is asserted from the driver's
+    own word (its debug line at unload, turned on with dyndbg=+p): the
+    migrations it turned away while the unload held the balloon, and how
+    often pop waited for a page under migration.  The balloon is inflated
+    into holes spread over the zone (inflate_spread), and the unload waits
+    until compaction has migrated a balloon page; attempts repeat (at most
+    UNLOAD_ATTEMPTS) until one overlapped."""
     vm = fresh
     unload(vm)
     vm.host.set_caps(CAPS_4K)
     free0 = mem_free_kb(vm)
-    target = free0 // 4 * 3 // 4            # three quarters of free memory
-    moved = 0
-    for _ in range(2):
-        load(vm)
-        vm.host.set_target(target)
-        settle(vm, target)
+    moved, held, waits, attempts = 0, 0, 0, []
+    while not held and len(attempts) < UNLOAD_ATTEMPTS:
+        load(vm, "dyndbg=+p")
+        inflate_spread(vm)
         m0 = balloon_migrated(vm)
         vm.sh("(while :; do echo 1 > /proc/sys/vm/compact_memory; done) & "
               "echo $! > /tmp/compact.pid")
         try:
+            # compaction reaches balloon pages before the unload begins
+            vm.sh("until [ $(awk '/^balloon_migrate / {print $2}' /proc/vmstat) -gt %d ]; "
+                  "do sleep 0.1; done" % m0, timeout=STEP)
             unload(vm)
         finally:
             vm.sh("kill $(cat /tmp/compact.pid); wait 2>/dev/null; true")
         moved += balloon_migrated(vm) - m0
+        said = [m for m in map(UNLOADED_RX.search, vm.dmesg().splitlines()) if m]
+        assert said, "no unload line with dyndbg=+p"
+        attempts.append((int(said[-1].group(1)), int(said[-1].group(2))))
+        held += attempts[-1][0]
+        waits += attempts[-1][1]
         vm.host.set_target(0)
-    print("unload during compaction: %d balloon pages migrated around 2 unloads" % moved)
+    print("unload during compaction: %d balloon pages migrated around the unloads; "
+          "(migrations turned away during the unload, pop's waits) of each attempt: %s" % (
+              moved, attempts))
+    assert held > 0, "no migration overlapped an unload in %d attempts" % len(attempts)
     load(vm)
     assert mem_free_kb(vm) >= free0 - 8 * 1024, (free0, mem_free_kb(vm))
     bad = [ln for ln in vm.dmesg().splitlines()
