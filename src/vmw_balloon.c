@@ -1068,35 +1068,16 @@ out:
 }
 
 /*
- * Set the balloon's state and tell waiters on a change: poll() on
- * status/state, and udev with a change uevent of the module carrying
- * BALLOON_STATE= and BALLOON_REASON= (as balloon_state_set() does for a
- * device; the status directory is no device, and the module kset sends
- * the uevents of the module's own kobject only).
+ * Set the balloon's state and tell waiters on a change (balloon_state.h):
+ * poll() on status/state, and udev with a change uevent of the module
+ * (the status directory is no device, and the module kset sends the
+ * uevents of the module's own kobject only).
  */
 static void vmballoon_state_set(struct vmballoon *b, enum balloon_state state,
 				enum balloon_reason why)
 {
-	struct balloon_status *st = &b->status;
-	char state_env[32], reason_env[32];
-	char *envp[3];
-
-	if (state != BALLOON_STUCK)
-		why = BALLOON_REASON_NONE;
-	if (st->state == state && st->reason == why)
-		return;
-	WRITE_ONCE(st->state, state);
-	WRITE_ONCE(st->reason, why);
-	snprintf(state_env, sizeof(state_env), "BALLOON_STATE=%s",
-		 balloon_state_names[state]);
-	snprintf(reason_env, sizeof(reason_env), "BALLOON_REASON=%s",
-		 balloon_reason_names[why]);
-	envp[0] = state_env;
-	envp[1] = reason_env;
-	envp[2] = NULL;
-	if (b->status_kobj)
-		sysfs_notify(b->status_kobj, NULL, "state");
-	kobject_uevent_env(&THIS_MODULE->mkobj.kobj, KOBJ_CHANGE, envp);
+	balloon_state_change(b->status_kobj, NULL, &THIS_MODULE->mkobj.kobj,
+			     &b->status, state, why);
 }
 
 /*
