@@ -107,12 +107,8 @@ def vm(rt, ko, pool):
     """The VMware guest on the rt kernel (as test_vmw's); the virtio guest
     is shut down first: one VM at a time."""
     pool.close()
-    v = vmlib.boot(lambda: vmwhost.vmware_vm(rt[0], kver=rt[1], ko=[ko], mem_mb=test_vmw.MEM_MB,
-                                             smp=2, append="page_poison=1",
-                                             boot_timeout=300, name="vmw-" + LABEL))
+    v = vmwhost.balloon_guest(rt[0], ko, kver=rt[1], name="vmw-" + LABEL)
     _VMS.append(v)
-    v.sh("modprobe vmw_vmci")
-    v.intree = v.sh("find /lib/modules/*/kernel -name 'vmw_balloon.ko*'").strip()
     yield v
     v.close()
 

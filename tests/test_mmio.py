@@ -34,7 +34,7 @@ def mmio(suite):
         name="mmio-%s" % suite, machine="microvm",
         balloon_device="virtio-balloon-device",
         balloon_opts="deflate-on-oom=on"))
-    g = BalloonGuest(suite, "mmio", v, pool.kver, pool._intree_path())
+    g = BalloonGuest(suite, "mmio", v, pool.kver, pool._intree_path(), root=pool.root)
     yield g
     v.close()
 

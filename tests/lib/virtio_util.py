@@ -102,7 +102,7 @@ def kernel_has_balloon_node_stat(root, kver):
     m = re.match(r"\d+\.\d+\.\d+(?:-\d+)?(?:\+deb\d+)?", kver)
     src = os.path.join(root, "usr", "src")
     for d in os.listdir(src):
-        if d.startswith("linux-headers-" + m.group(0)) and d.endswith("-common"):
+        if d.startswith("linux-headers-" + m.group(0)) and d.endswith(("-common", "-common-rt")):
             with open(os.path.join(src, d, "include", "linux", "mmzone.h")) as f:
                 return "NR_BALLOON_PAGES" in f.read()
     raise FileNotFoundError("no common headers of %s in %s" % (kver, src))
@@ -133,7 +133,7 @@ def guest_program(name, root=None, srcdir=None):
 
 
 class BalloonGuest:
-    def __init__(self, suite, name, vm, kver, intree_path):
+    def __init__(self, suite, name, vm, kver, intree_path, root=None):
         self.suite, self.name, self.vm, self.kver = suite, name, vm, kver
         self.intree_path = intree_path
         self.ram = vm.mem_mb * MiB
@@ -144,7 +144,7 @@ class BalloonGuest:
         self.page_kb = int(vm.sh("awk '/^KernelPageSize:/ { print $2; exit }' "
                                  "/proc/self/smaps"))
         self.free0 = self.free_kb()
-        self.node_stat = kernel_has_balloon_node_stat(roots.root(suite), kver)
+        self.node_stat = kernel_has_balloon_node_stat(root or roots.root(suite), kver)
 
     # guest views
     def vmstat(self):
@@ -290,7 +290,8 @@ class GuestPool:
             balloon_opts=cfg.get("balloon_opts"),
             extra_args=cfg.get("extra_args", ()),
             qemu_root=qemu_root() if qemu_root else None, arch=self.arch))
-        self.cur = BalloonGuest(self.suite, name, v, self.kver, self._intree_path())
+        self.cur = BalloonGuest(self.suite, name, v, self.kver, self._intree_path(),
+                                root=self.root)
         return self.cur
 
     def close(self):
