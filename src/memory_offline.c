@@ -10,11 +10,10 @@
 #include "virtio_balloon.h"
 
 /*
- * Memory going offline (hot-unplug, or offlined by hand): blocks cannot
- * migrate, so the ones in its range leave the balloon now, told to the
- * host as a deflation, and the balloon takes their place elsewhere.
- * Single balloon pages migrate out of the range by themselves.  The
- * range is isolated already, so nothing allocates from it again.
+ * The blocks in [@start, @start + @nr) leave the balloon, a batch at a
+ * time; returns the frames that left.  Single balloon pages migrate out
+ * of the range by themselves.  The range is isolated already, so nothing
+ * allocates from it again.  The caller holds balloon_lock.
  */
 static unsigned int blocks_leave_range(struct virtio_balloon *vb,
 				       unsigned long start, unsigned long nr)
