@@ -64,7 +64,7 @@ def assert_kernels_driver(vm, kver):
     file it has no version (ours always has one), no out-of-tree taint."""
     intree = vm.sh("modinfo -F version $(find /lib/modules/%s/kernel "
                    "/var/lib/dkms/balloon/original_module/%s -name 'virtio_balloon.ko*' "
-                   "2>/dev/null | head -n 1)" % (kver, kver)).strip()
+                   "! -name '*.origin' 2>/dev/null | head -n 1)" % (kver, kver)).strip()
     assert intree == "", "the kernel's virtio_balloon file has a version: %r" % intree
     got = pkg.module_version(vm, "virtio_balloon")
     assert got is None, "the loaded virtio_balloon has version %r, not the kernel's (none)" % got
