@@ -196,6 +196,8 @@ struct vmballoon {
 	bool batching;
 	bool host_silent;
 	unsigned int vain_credit;	/* see vmw_refused_policy.h */
+	struct list_head held;		/* refused 4 KiB pages kept for a round */
+	unsigned int n_held;
 	unsigned long last_error;	/* status of the last failed command */
 
 	/* The backdoor and the batch page are used under comm_lock. */
@@ -759,13 +761,30 @@ static void vmballoon_ctl_init(struct vmballoon_ctl *ctl,
 	ctl->n_spare = 0;
 }
 
+/*
+ * The 4 KiB pass starts: the refused pages the last round kept are
+ * refused pages of this one (vmw_refused_policy.h).
+ */
+static void vmballoon_take_held(struct vmballoon *b, struct vmballoon_ctl *ctl)
+{
+	list_splice_tail_init(&b->held, &ctl->refused);
+	ctl->n_refused += b->n_held;
+	b->n_held = 0;
+}
+
+static void vmballoon_free_held(struct vmballoon *b)
+{
+	vmballoon_free_list(&b->held, VMW_BALLOON_4K_PAGE);
+	b->n_held = 0;
+}
+
 /* The 2 MiB pass is over: go on with 4 KiB pages and pieces. */
-static void vmballoon_to_4k(struct vmballoon_ctl *ctl,
-			    struct vmballoon_round *round)
+static void vmballoon_to_4k(struct vmballoon *b, struct vmballoon_ctl *ctl,
+			    const struct vmballoon_round *round)
 {
 	vmballoon_split_refused(ctl, round->held_max / 2);
 	ctl->page_size = VMW_BALLOON_4K_PAGE;
-	vmballoon_round_4k(round);
+	vmballoon_take_held(b, ctl);
 }
 
 /*
@@ -786,8 +805,10 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 	u64 t0;
 	int err;
 
-	vmballoon_round_init(&round, vmballoon_change(b), b->batching);
+	vmballoon_round_init(&round, b->batching);
 	vmballoon_ctl_init(&ctl, b->max_page_size, true);
+	if (ctl.page_size == VMW_BALLOON_4K_PAGE)
+		vmballoon_take_held(b, &ctl);
 
 	while ((change = vmballoon_change(b)) > 0) {
 		bool huge = ctl.page_size == VMW_BALLOON_2M_PAGE;
@@ -802,7 +823,7 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 		 */
 		n = min_t(u64, batch_max, div_u64(change, frames));
 		if (!n) {
-			vmballoon_to_4k(&ctl, &round);
+			vmballoon_to_4k(b, &ctl, &round);
 			continue;
 		}
 		n = min(n, vmballoon_round_room(&round, huge, ctl.n_refused,
@@ -816,8 +837,7 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 		err = vmballoon_send(b, &ctl);
 		vmballoon_trace_batch(&ctl, t0, err);
 		vmballoon_round_account(&round, &b->vain_credit, huge,
-					ctl.n_pages, ctl.n_refused - refused,
-					ctl.n_refused);
+					ctl.n_pages, ctl.n_refused - refused);
 		atomic64_add((u64)ctl.n_pages * frames, &b->size);
 		vmballoon_enqueue(b, &ctl.pages, ctl.page_size);
 		ctl.n_pages = 0;
@@ -826,7 +846,7 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 			break;
 		if (huge && (!allocated ||
 			     ctl.n_refused >= VMW_BALLOON_MAX_REFUSED)) {
-			vmballoon_to_4k(&ctl, &round);
+			vmballoon_to_4k(b, &ctl, &round);
 		} else if (!huge && !allocated) {
 			why = BALLOON_NO_MEMORY;
 			break;
@@ -839,7 +859,14 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 		cond_resched();
 	}
 
-	vmballoon_free_list(&ctl.refused, ctl.page_size);
+	if (ctl.page_size == VMW_BALLOON_4K_PAGE &&
+	    vmballoon_round_keeps(&round, why, ctl.n_refused)) {
+		list_splice_init(&ctl.refused, &b->held);
+		b->n_held = ctl.n_refused;
+	} else {
+		vmballoon_free_held(b);
+		vmballoon_free_list(&ctl.refused, ctl.page_size);
+	}
 	vmballoon_free_list(&ctl.spare, VMW_BALLOON_4K_PAGE);
 
 	/* Short of the target: the next round, a second from now, goes on. */
@@ -1043,6 +1070,7 @@ static void vmballoon_reset(struct vmballoon *b)
 
 	vmballoon_vmci_cleanup(b);
 	vmballoon_pop(b);
+	vmballoon_free_held(b);
 
 	if (!vmballoon_send_start(b, VMW_BALLOON_CAPABILITIES)) {
 		if (!b->host_silent)
@@ -1132,7 +1160,9 @@ static void vmballoon_work(struct work_struct *work)
 	WRITE_ONCE(b->target_moved, false);
 	if (change > 0)
 		why = vmballoon_inflate(b);
-	else if (change < 0)
+	else
+		vmballoon_free_held(b);
+	if (change < 0)
 		vmballoon_deflate(b, 0, true);
 	vmballoon_note_state(b, why);
 	up_read(&b->conf_sem);
@@ -1393,6 +1423,7 @@ static int __init vmballoon_init(void)
 		return -ENODEV;
 
 	INIT_LIST_HEAD(&b->huge_pages);
+	INIT_LIST_HEAD(&b->held);
 	spin_lock_init(&b->huge_pages_lock);
 	spin_lock_init(&b->comm_lock);
 	init_rwsem(&b->conf_sem);
@@ -1452,6 +1483,7 @@ static void __exit vmballoon_exit(void)
 	down_write(&b->conf_sem);
 	vmballoon_send_start(b, 0);
 	vmballoon_pop(b);
+	vmballoon_free_held(b);
 	up_write(&b->conf_sem);
 	pr_debug("unloaded: %d migrations turned away during resets and the unload, %lu waits for pages under migration\n",
 		 atomic_read(&b->migrations_held), b->pop_waits);

@@ -4,13 +4,19 @@
  * cost an inflation round, and the guest, per second.
  *
  * Refused pages are held until the round ends, so that the allocator does
- * not hand them to us again in the same round, and then freed.  The
- * allocator tends to hand out the pages freed last, which a host may be
- * refusing as a set (pinned for I/O), interleaved with pages it takes:
- * 4 KiB inflation goes on while the host keeps taking some pages, and
- * gives up after as many refusals in a row as the round asked for (at
- * least VMW_BALLOON_MAX_REFUSED), so such a set is passed in one round
- * instead of being freed and met again in every round.
+ * not hand them to us again in the same round.  The allocator tends to
+ * hand out the pages freed last, which a host may be refusing as a set
+ * (pinned for I/O), interleaved with pages it takes: 4 KiB inflation goes
+ * on through refusals for as long as it may hold them, and a round that
+ * ends short of its target for refusals keeps its refused 4 KiB pages for
+ * the next round (a second later), so such a set is passed across rounds
+ * at the pace of the bounds below instead of being freed and met again,
+ * first thing, in every round.  Neither bound may be set by the request:
+ * a request smaller than the set would then never get past it.  They are
+ * freed when the balloon reaches its target, in the first tick that does
+ * not inflate, at a reset or unload, and when the hold is full (the next
+ * round starts again).  So a host that refuses everything while asking
+ * for more has the guest hold up to the held bound, as a round does.
  *
  * What a round holds and sends in vain is bounded all the same, page by
  * page: the next command carries no more pages than the bounds leave
@@ -18,7 +24,6 @@
  *  - Refused 4 KiB pages and spare pieces held: VMW_BALLOON_MAX_HELD
  *    with batching (12 batches, 24 MiB), VMW_BALLOON_MAX_HELD_SINGLE
  *    single-page commands without, never more than a sixteenth of RAM.
- *  - Refusals in a row: what the round asked for, within that bound.
  *  - Batches in which the host refused more than it took: at most
  *    VMW_BALLOON_MAX_WASTED a round (a host that takes one page in twenty
  *    would otherwise have the guest hold nineteen refused pages for each
@@ -47,10 +52,12 @@
 #include <linux/mm.h>
 #include <linux/types.h>
 
+#include "balloon_state.h"
+
 /*
  * Refused 2 MiB pages held before falling back to 4 KiB pages (as the
- * in-tree driver); also the least number of refused 4 KiB pages in a row
- * before giving up until the next round.
+ * in-tree driver); also the least number of refused 4 KiB pages a round
+ * may hold, however small the guest.
  */
 #define VMW_BALLOON_MAX_REFUSED		16
 
@@ -63,8 +70,6 @@
 /* One inflation round's account of refusals. */
 struct vmballoon_round {
 	unsigned int held_max;	/* refused 4 KiB pages + spares held */
-	unsigned int run_max;	/* refused 4 KiB pages in a row */
-	unsigned int run_from;	/* refused count when the host last took one */
 	unsigned int wasted;	/* batches mostly refused */
 	bool batching;
 	bool took;		/* the host took a page of the last command */
@@ -82,7 +87,7 @@ static inline void vmballoon_credit_tick(unsigned int *credit, bool batching)
 	*credit = min(*credit + 1, vmballoon_credit_max(batching));
 }
 
-static inline void vmballoon_round_init(struct vmballoon_round *r, s64 change,
+static inline void vmballoon_round_init(struct vmballoon_round *r,
 					bool batching)
 {
 	unsigned long held = batching ? VMW_BALLOON_MAX_HELD :
@@ -91,17 +96,9 @@ static inline void vmballoon_round_init(struct vmballoon_round *r, s64 change,
 	r->held_max = clamp_t(unsigned long,
 			      totalram_pages() >> VMW_BALLOON_HELD_RAM_SHIFT,
 			      VMW_BALLOON_MAX_REFUSED, held);
-	r->run_max = clamp_t(s64, change, VMW_BALLOON_MAX_REFUSED, r->held_max);
-	r->run_from = 0;
 	r->wasted = 0;
 	r->batching = batching;
 	r->took = false;
-}
-
-/* The 4 KiB pass starts: the run of refusals starts again. */
-static inline void vmballoon_round_4k(struct vmballoon_round *r)
-{
-	r->run_from = 0;
 }
 
 /*
@@ -112,34 +109,38 @@ static inline unsigned int vmballoon_round_room(const struct vmballoon_round *r,
 						bool huge, unsigned int refused,
 						unsigned int spare)
 {
-	unsigned int held = refused + spare, run = refused - r->run_from;
+	unsigned int held = refused + spare;
 
 	if (huge)
 		return refused ? VMW_BALLOON_MAX_REFUSED -
 				 min_t(unsigned int, refused, VMW_BALLOON_MAX_REFUSED) :
 				 UINT_MAX;
-	return min(r->held_max - min(held, r->held_max),
-		   r->run_max - min(run, r->run_max));
+	return r->held_max - min(held, r->held_max);
 }
 
-/*
- * A command is done: the host took @took pages and refused @refused;
- * @total is the pass's refused count now.
- */
+/* A command is done: the host took @took pages and refused @refused. */
 static inline void vmballoon_round_account(struct vmballoon_round *r,
 					   unsigned int *credit, bool huge,
-					   unsigned int took, unsigned int refused,
-					   unsigned int total)
+					   unsigned int took, unsigned int refused)
 {
 	r->took = took;
-	if (took)
-		r->run_from = total;
 	if (huge)
 		return;
 	if (r->batching && refused > took)
 		r->wasted++;
 	if (!took && refused && *credit)
 		(*credit)--;
+}
+
+/*
+ * The round ended for @why holding @refused 4 KiB pages: may it keep them
+ * for the next one?  Only short of the target for refusals with room left.
+ */
+static inline bool vmballoon_round_keeps(const struct vmballoon_round *r,
+					 enum balloon_reason why,
+					 unsigned int refused)
+{
+	return why == BALLOON_HOST_REFUSED && refused < r->held_max;
 }
 
 /* Must the 4 KiB pass end here? */
