@@ -19,22 +19,18 @@
  *
  * vmw_protocol.h has the protocol's words (commands, statuses, the
  * backdoor call), vmw_refused_policy.h what pages the host refuses may
- * cost.
+ * cost, vmw_balloon.h the balloon's state and vmw_balloon_status.c its
+ * debugfs file and sysfs status view.
  */
 #define pr_fmt(fmt) "balloon-dkms: " KBUILD_MODNAME ": " fmt
 
-#include "compat/compat.h"
-#include "compat/balloon.h"
+#include "vmw_balloon.h"
 #include "compat/shrinker.h"
-#include "compat/vmw.h"
-#include "balloon_state.h"
 #include "floor_policy.h"
-#include "vmw_protocol.h"
 #include "vmw_refused_policy.h"
 #include "zone_guard.h"
 
 #include <linux/atomic.h>
-#include <linux/debugfs.h>
 #include <linux/delay.h>
 #include <linux/gfp.h>
 #include <linux/io.h>
@@ -45,10 +41,8 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/rwsem.h>
-#include <linux/seq_file.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
-#include <linux/sysfs.h>
 #include <linux/timekeeping.h>
 #include <linux/workqueue.h>
 #include <asm/hypervisor.h>
@@ -69,31 +63,6 @@ module_param(vmwballoon_shrinker_enable, bool, 0444);
 MODULE_PARM_DESC(vmwballoon_shrinker_enable,
 		 "Give balloon pages back when the guest runs short of memory (default: off)");
 
-/* Signalled wakeups only where the kernel has VMCI doorbells. */
-#define VMW_BALLOON_CAPS_WAKEUP		(VMW_DOORBELL_AVAILABLE ?	\
-					 VMW_BALLOON_SIGNALLED_WAKEUP_CMD : 0)
-
-#define VMW_BALLOON_CAPABILITIES	(VMW_BALLOON_BASIC_CMDS |	\
-					 VMW_BALLOON_BATCHED_CMDS |	\
-					 VMW_BALLOON_BATCHED_2M_CMDS |	\
-					 VMW_BALLOON_CAPS_WAKEUP |	\
-					 (IS_ENABLED(CONFIG_64BIT) ?	\
-					  VMW_BALLOON_64_BIT_TARGET : 0))
-
-/* Names as in the debugfs file of the in-tree driver; tools parse them. */
-static const char * const vmballoon_cmd_names[VMW_BALLOON_CMD_NUM] = {
-	[VMW_BALLOON_CMD_START]			= "start",
-	[VMW_BALLOON_CMD_GET_TARGET]		= "target",
-	[VMW_BALLOON_CMD_LOCK]			= "lock",
-	[VMW_BALLOON_CMD_UNLOCK]		= "unlock",
-	[VMW_BALLOON_CMD_GUEST_ID]		= "guestType",
-	[VMW_BALLOON_CMD_BATCHED_LOCK]		= "batchLock",
-	[VMW_BALLOON_CMD_BATCHED_UNLOCK]	= "batchUnlock",
-	[VMW_BALLOON_CMD_BATCHED_2M_LOCK]	= "2m-lock",
-	[VMW_BALLOON_CMD_BATCHED_2M_UNLOCK]	= "2m-unlock",
-	[VMW_BALLOON_CMD_VMCI_DOORBELL_SET]	= "doorbellSet",
-};
-
 /*
  * The balloon never takes the guest below this much available memory
  * (floor_policy.h): by default a 32nd of its RAM, at least 16 MiB and at
@@ -101,6 +70,12 @@ static const char * const vmballoon_cmd_names[VMW_BALLOON_CMD_NUM] = {
  * the guest killed by the OOM killer.
  */
 BALLOON_FLOOR_PARAM();
+
+/* The floor in pages: BALLOON_FLOOR_PARAM()'s value, now. */
+unsigned long vmballoon_floor_pages(void)
+{
+	return balloon_floor_pages(&floor_mb, balloon_floor_default());
+}
 
 /* pop() waits for pages under migration; it says so this often. */
 #define VMW_BALLOON_POP_WARN		(10 * HZ)
@@ -113,116 +88,6 @@ BALLOON_FLOOR_PARAM();
  * 2 MiB pages are only taken when they are free right away.
  */
 #define VMW_BALLOON_2M_GFP	(__GFP_HIGHMEM | __GFP_NOWARN | __GFP_NOMEMALLOC)
-
-enum vmballoon_page_size {
-	VMW_BALLOON_4K_PAGE,
-	VMW_BALLOON_2M_PAGE,
-	VMW_BALLOON_NUM_PAGE_SIZES
-};
-
-static const char * const vmballoon_page_size_names[] = {
-	[VMW_BALLOON_4K_PAGE]	= "4k",
-	[VMW_BALLOON_2M_PAGE]	= "2M",
-};
-
-enum vmballoon_page_stat {
-	VMW_BALLOON_PAGE_STAT_ALLOC,
-	VMW_BALLOON_PAGE_STAT_ALLOC_FAIL,
-	VMW_BALLOON_PAGE_STAT_REFUSED_ALLOC,
-	VMW_BALLOON_PAGE_STAT_REFUSED_FREE,
-	VMW_BALLOON_PAGE_STAT_FREE,
-	VMW_BALLOON_PAGE_STAT_NUM
-};
-
-static const char * const vmballoon_page_stat_names[] = {
-	[VMW_BALLOON_PAGE_STAT_ALLOC]		= "alloc",
-	[VMW_BALLOON_PAGE_STAT_ALLOC_FAIL]	= "allocFail",
-	[VMW_BALLOON_PAGE_STAT_REFUSED_ALLOC]	= "errAlloc",
-	[VMW_BALLOON_PAGE_STAT_REFUSED_FREE]	= "errFree",
-	[VMW_BALLOON_PAGE_STAT_FREE]		= "free",
-};
-
-enum vmballoon_stat {
-	VMW_BALLOON_STAT_TIMER,
-	VMW_BALLOON_STAT_DOORBELL,
-	VMW_BALLOON_STAT_RESET,
-	VMW_BALLOON_STAT_SHRINK,
-	VMW_BALLOON_STAT_SHRINK_FREE,
-	VMW_BALLOON_STAT_NUM
-};
-
-static const char * const vmballoon_stat_names[] = {
-	[VMW_BALLOON_STAT_TIMER]	= "timer",
-	[VMW_BALLOON_STAT_DOORBELL]	= "doorbell",
-	[VMW_BALLOON_STAT_RESET]	= "reset",
-	[VMW_BALLOON_STAT_SHRINK]	= "shrink",
-	[VMW_BALLOON_STAT_SHRINK_FREE]	= "shrinkFree",
-};
-
-struct vmballoon_stats {
-	atomic64_t cmd[VMW_BALLOON_CMD_NUM];
-	atomic64_t cmd_fail[VMW_BALLOON_CMD_NUM];
-	atomic64_t gen[VMW_BALLOON_STAT_NUM];
-	atomic64_t page[VMW_BALLOON_PAGE_STAT_NUM][VMW_BALLOON_NUM_PAGE_SIZES];
-};
-
-struct vmballoon {
-	/* 4 KiB pages held by the host; migratable. */
-	struct balloon_dev_info b_dev_info;
-
-	/* 2 MiB pages held by the host. */
-	struct list_head huge_pages;
-	spinlock_t huge_pages_lock;	/* protects huge_pages */
-
-	/* Size of the balloon in 4 KiB frames, both page sizes together. */
-	atomic64_t size;
-
-	/* What the host asked for, in frames, clamped to guest RAM. */
-	unsigned long target;
-	bool target_clamped;
-	bool target_wide;
-	bool target_moved;		/* since the state was last noted */
-	bool reserve_hit;
-
-	/*
-	 * Protocol state, set up by vmballoon_reset() under conf_sem held
-	 * for writing; everybody else holds it for reading.
-	 */
-	struct rw_semaphore conf_sem;
-	bool stopping;			/* unloading: no work, no new doorbell */
-	bool reset_required;
-	unsigned long capabilities;
-	enum vmballoon_page_size max_page_size;
-	bool batching;
-	bool host_silent;
-	unsigned int vain_credit;	/* see vmw_refused_policy.h */
-	struct list_head held;		/* refused 4 KiB pages kept for a round */
-	unsigned int n_held;
-	unsigned long last_error;	/* status of the last failed command */
-
-	/* The backdoor and the batch page are used under comm_lock. */
-	spinlock_t comm_lock;
-	u64 *batch_page;
-
-	struct delayed_work dwork;
-
-	/* The shrinker, if enabled, pauses inflation until shrink_timeout. */
-	struct shrinker *shrinker;
-	unsigned long shrink_timeout;
-
-	struct vmw_doorbell doorbell;
-
-	struct dentry *dbg_entry;
-	struct kobject *status_kobj;
-	struct vmballoon_stats stats;
-
-	/* Migrations turned away during a reset or the unload, and pop's waits. */
-	atomic_t migrations_held;
-	unsigned long pop_waits;
-
-	/* Moving, reached or stuck, and why (balloon_state.h). */
-	struct balloon_status status;
-};
 
 static struct vmballoon balloon;
 
@@ -241,16 +106,6 @@ struct vmballoon_ctl {
 	struct list_head spare;		/* 4 KiB pieces of refused 2 MiB pages */
 	unsigned int n_spare;
 };
-
-static inline unsigned int vmballoon_page_order(enum vmballoon_page_size size)
-{
-	return size == VMW_BALLOON_2M_PAGE ? VMW_BALLOON_2M_ORDER : 0;
-}
-
-static inline unsigned int vmballoon_page_frames(enum vmballoon_page_size size)
-{
-	return 1U << vmballoon_page_order(size);
-}
 
 static inline void vmballoon_page_stat_add(struct vmballoon *b,
 					   enum vmballoon_page_stat stat,
@@ -395,8 +250,7 @@ static bool vmballoon_send_get_target(struct vmballoon *b)
  */
 static s64 vmballoon_room(struct vmballoon *b, s64 want)
 {
-	unsigned long floor = balloon_floor_pages(&floor_mb,
-						  balloon_floor_default());
+	unsigned long floor = vmballoon_floor_pages();
 	s64 room = (s64)si_mem_available() - (s64)floor;
 
 	if (!floor || room >= want) {
@@ -788,6 +642,58 @@ static void vmballoon_to_4k(struct vmballoon *b, struct vmballoon_ctl *ctl,
 }
 
 /*
+ * One inflation command of up to @n pages: allocate them, send them, and
+ * put what the host took in the balloon.  *@allocated says whether the
+ * allocator gave all @n.  Returns the send's result.
+ */
+static int vmballoon_inflate_cmd(struct vmballoon *b, struct vmballoon_ctl *ctl,
+				 struct vmballoon_round *round, unsigned int n,
+				 bool *allocated)
+{
+	unsigned int frames = vmballoon_page_frames(ctl->page_size);
+	unsigned int refused = ctl->n_refused;
+	u64 t0 = ktime_get_ns();
+	int err;
+
+	*allocated = vmballoon_alloc(b, ctl, n);
+	err = vmballoon_send(b, ctl);
+	vmballoon_trace_batch(ctl, t0, err);
+	vmballoon_round_account(round, &b->vain_credit,
+				ctl->page_size == VMW_BALLOON_2M_PAGE,
+				ctl->n_pages, ctl->n_refused - refused);
+	atomic64_add((u64)ctl->n_pages * frames, &b->size);
+	vmballoon_enqueue(b, &ctl->pages, ctl->page_size);
+	ctl->n_pages = 0;
+	return err;
+}
+
+/*
+ * The inflation round ended for @why: its refused 4 KiB pages are kept
+ * for the next round or freed (vmw_refused_policy.h), and so are the
+ * spare pieces.  Short of the target, the next round, a second from now,
+ * goes on.
+ */
+static void vmballoon_inflate_end(struct vmballoon *b, struct vmballoon_ctl *ctl,
+				  const struct vmballoon_round *round,
+				  enum balloon_reason why)
+{
+	s64 size = atomic64_read(&b->size);
+	s64 target = READ_ONCE(b->target);
+
+	if (ctl->page_size == VMW_BALLOON_4K_PAGE &&
+	    vmballoon_round_keeps(round, why, ctl->n_refused)) {
+		list_splice_init(&ctl->refused, &b->held);
+		b->n_held = ctl->n_refused;
+	} else {
+		vmballoon_free_held(b);
+		vmballoon_free_list(&ctl->refused, ctl->page_size);
+	}
+	vmballoon_free_list(&ctl->spare, VMW_BALLOON_4K_PAGE);
+	if (size < target)
+		trace_vmw_balloon_backoff(size, target - size, MSEC_PER_SEC);
+}
+
+/*
  * Grow the balloon towards the target in batches (of one page without
  * batching): 2 MiB pages first, then 4 KiB pages when large pages run
  * out, the host refuses too many or less than a large page is left to
@@ -801,9 +707,7 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 	unsigned int batch_max = vmballoon_batch_max(b);
 	struct vmballoon_round round;
 	struct vmballoon_ctl ctl;
-	s64 change, size, target;
-	u64 t0;
-	int err;
+	s64 change;
 
 	vmballoon_round_init(&round, b->batching);
 	vmballoon_ctl_init(&ctl, b->max_page_size, true);
@@ -811,17 +715,16 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 		vmballoon_take_held(b, &ctl);
 
 	while ((change = vmballoon_change(b)) > 0) {
-		bool huge = ctl.page_size == VMW_BALLOON_2M_PAGE;
-		unsigned int frames = vmballoon_page_frames(ctl.page_size);
-		unsigned int n, refused = ctl.n_refused;
-		bool allocated;
+		bool huge = ctl.page_size == VMW_BALLOON_2M_PAGE, allocated;
+		unsigned int n;
 
 		/*
 		 * Never more than asked: the change may be what is left
 		 * above the guest's reserve.  Less than a large page to
 		 * go is taken in 4 KiB pages.
 		 */
-		n = min_t(u64, batch_max, div_u64(change, frames));
+		n = min_t(u64, batch_max,
+			  div_u64(change, vmballoon_page_frames(ctl.page_size)));
 		if (!n) {
 			vmballoon_to_4k(b, &ctl, &round);
 			continue;
@@ -832,17 +735,7 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 			why = BALLOON_HOST_REFUSED;
 			break;
 		}
-		t0 = ktime_get_ns();
-		allocated = vmballoon_alloc(b, &ctl, n);
-		err = vmballoon_send(b, &ctl);
-		vmballoon_trace_batch(&ctl, t0, err);
-		vmballoon_round_account(&round, &b->vain_credit, huge,
-					ctl.n_pages, ctl.n_refused - refused);
-		atomic64_add((u64)ctl.n_pages * frames, &b->size);
-		vmballoon_enqueue(b, &ctl.pages, ctl.page_size);
-		ctl.n_pages = 0;
-
-		if (err)
+		if (vmballoon_inflate_cmd(b, &ctl, &round, n, &allocated))
 			break;
 		if (huge && (!allocated ||
 			     ctl.n_refused >= VMW_BALLOON_MAX_REFUSED)) {
@@ -858,23 +751,57 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 		}
 		cond_resched();
 	}
-
-	if (ctl.page_size == VMW_BALLOON_4K_PAGE &&
-	    vmballoon_round_keeps(&round, why, ctl.n_refused)) {
-		list_splice_init(&ctl.refused, &b->held);
-		b->n_held = ctl.n_refused;
-	} else {
-		vmballoon_free_held(b);
-		vmballoon_free_list(&ctl.refused, ctl.page_size);
-	}
-	vmballoon_free_list(&ctl.spare, VMW_BALLOON_4K_PAGE);
-
-	/* Short of the target: the next round, a second from now, goes on. */
-	size = atomic64_read(&b->size);
-	target = READ_ONCE(b->target);
-	if (size < target)
-		trace_vmw_balloon_backoff(size, target - size, MSEC_PER_SEC);
+	vmballoon_inflate_end(b, &ctl, &round, why);
 	return why;
+}
+
+/*
+ * Frames a deflation still has to give back after taking out @tried:
+ * what is left of @n_frames, or down to the target when @n_frames is 0.
+ * The 2 MiB slack decides whether to start, not where to end.
+ */
+static s64 vmballoon_deflate_todo(struct vmballoon *b, u64 n_frames, u64 tried)
+{
+	if (n_frames)
+		return n_frames - tried;
+	if (!tried)
+		return -vmballoon_change(b);
+	return atomic64_read(&b->size) - (s64)READ_ONCE(b->target);
+}
+
+/*
+ * One deflation command: take up to @want pages of the ctl's size out of
+ * the balloon (*@got of them), have the host unlock them (@coordinated)
+ * or not (pop: it forgot them), free what it let go (ctl->n_pages) and
+ * put back what it kept, for now.  Returns whether the command failed.
+ */
+static bool vmballoon_deflate_cmd(struct vmballoon *b, struct vmballoon_ctl *ctl,
+				  unsigned int want, bool coordinated,
+				  unsigned int *got)
+{
+	enum vmballoon_page_size size = ctl->page_size;
+	u64 t0 = ktime_get_ns();
+	bool failed = false;
+
+	*got = vmballoon_dequeue(b, &ctl->pages, size, want);
+	ctl->n_pages = *got;
+
+	/* ctl->pages: what the host unlocked, whatever else failed */
+	if (coordinated && vmballoon_send(b, ctl))
+		failed = true;
+	if (coordinated && *got)
+		vmballoon_trace_batch(ctl, t0, failed ? -EIO : 0);
+	else if (ctl->n_pages)
+		trace_vmw_balloon_refused(BALLOON_VMW_RESET, ctl->n_pages,
+					  size == VMW_BALLOON_2M_PAGE,
+					  VMW_BALLOON_ERROR_RESET);
+
+	atomic64_sub((u64)ctl->n_pages * vmballoon_page_frames(size), &b->size);
+	vmballoon_page_stat_add(b, VMW_BALLOON_PAGE_STAT_FREE, size,
+				ctl->n_pages);
+	vmballoon_free_list(&ctl->pages, size);
+	vmballoon_enqueue(b, &ctl->refused, size);
+	return failed;
 }
 
 /*
@@ -893,23 +820,12 @@ static u64 vmballoon_deflate(struct vmballoon *b, u64 n_frames,
 	struct vmballoon_ctl ctl;
 
 	for (;;) {
-		unsigned int frames = vmballoon_page_frames(size);
-		u64 t0 = ktime_get_ns();
-		unsigned int want, got;
-		bool failed = false;
-		s64 todo;
+		unsigned int frames = vmballoon_page_frames(size), want, got;
+		s64 todo = vmballoon_deflate_todo(b, n_frames, tried);
+		bool failed;
 
-		/* The 2 MiB slack decides whether to start, not where to end. */
-		if (n_frames)
-			todo = n_frames - tried;
-		else if (!tried)
-			todo = -vmballoon_change(b);
-		else
-			todo = atomic64_read(&b->size) - (s64)READ_ONCE(b->target);
 		if (todo <= 0 || (coordinated && READ_ONCE(b->reset_required)))
 			break;
-
-		vmballoon_ctl_init(&ctl, size, false);
 		/* Towards a target: no large page that would go below it. */
 		if (n_frames || !READ_ONCE(b->target))
 			todo = DIV_ROUND_UP_ULL(todo, frames);
@@ -918,29 +834,10 @@ static u64 vmballoon_deflate(struct vmballoon *b, u64 n_frames,
 		if (!todo)
 			break;
 		want = min_t(u64, batch_max, todo);
-		got = vmballoon_dequeue(b, &ctl.pages, size, want);
-		ctl.n_pages = got;
+		vmballoon_ctl_init(&ctl, size, false);
+		failed = vmballoon_deflate_cmd(b, &ctl, want, coordinated, &got);
 		tried += (u64)got * frames;
-
-		/* ctl.pages: what the host unlocked, whatever else failed */
-		if (coordinated && vmballoon_send(b, &ctl))
-			failed = true;
-		if (coordinated && got)
-			vmballoon_trace_batch(&ctl, t0, failed ? -EIO : 0);
-		else if (ctl.n_pages)
-			trace_vmw_balloon_refused(BALLOON_VMW_RESET, ctl.n_pages,
-						  size == VMW_BALLOON_2M_PAGE,
-						  VMW_BALLOON_ERROR_RESET);
-
-		atomic64_sub((u64)ctl.n_pages * frames, &b->size);
 		freed += (u64)ctl.n_pages * frames;
-		vmballoon_page_stat_add(b, VMW_BALLOON_PAGE_STAT_FREE, size,
-					ctl.n_pages);
-		vmballoon_free_list(&ctl.pages, size);
-
-		/* The host keeps what it would not unlock, for now. */
-		vmballoon_enqueue(b, &ctl.refused, size);
-
 		if (failed)
 			break;
 		if (got < want || ctl.n_pages < got) {
@@ -1288,131 +1185,6 @@ static int vmballoon_migratepage(struct balloon_dev_info *info,
 #define vmballoon_migrate NULL
 #endif
 
-/* debugfs: the same file and field names as the in-tree driver. */
-static int vmballoon_debug_show(struct seq_file *f, void *offset)
-{
-	struct vmballoon *b = f->private;
-	struct vmballoon_stats *st = &b->stats;
-	int i, j;
-
-	seq_printf(f, "%-22s: %#16lx\n", "balloon capabilities",
-		   (unsigned long)VMW_BALLOON_CAPABILITIES);
-	seq_printf(f, "%-22s: %#16lx\n", "used capabilities",
-		   b->capabilities);
-	seq_printf(f, "%-22s: %16s\n", "is resetting",
-		   READ_ONCE(b->reset_required) ? "y" : "n");
-	seq_printf(f, "%-22s: %16lu\n", "target", READ_ONCE(b->target));
-	seq_printf(f, "%-22s: %16llu\n", "current",
-		   (u64)atomic64_read(&b->size));
-
-	for (i = 0; i < VMW_BALLOON_CMD_NUM; i++) {
-		if (!vmballoon_cmd_names[i])
-			continue;
-		seq_printf(f, "%-22s: %16llu (%llu failed)\n",
-			   vmballoon_cmd_names[i],
-			   (u64)atomic64_read(&st->cmd[i]),
-			   (u64)atomic64_read(&st->cmd_fail[i]));
-	}
-	for (i = 0; i < VMW_BALLOON_STAT_NUM; i++)
-		seq_printf(f, "%-22s: %16llu\n", vmballoon_stat_names[i],
-			   (u64)atomic64_read(&st->gen[i]));
-	for (i = 0; i < VMW_BALLOON_PAGE_STAT_NUM; i++)
-		for (j = 0; j < VMW_BALLOON_NUM_PAGE_SIZES; j++)
-			seq_printf(f, "%-18s(%s): %16llu\n",
-				   vmballoon_page_stat_names[i],
-				   vmballoon_page_size_names[j],
-				   (u64)atomic64_read(&st->page[i][j]));
-	return 0;
-}
-DEFINE_SHOW_ATTRIBUTE(vmballoon_debug);
-
-/*
- * The same state without debugfs, read-only, in /sys/module/vmw_balloon/
- * status/: sizes in 4 KiB frames, refused_frames locks and unlocks the
- * host refused, last_error the host's status for the last command it
- * failed (0: none), capabilities those in use, floor_pages the floor
- * (floor_mb) in pages, state and reason whether
- * the balloon is at its target or why it stopped short (balloon_state.h;
- * poll() on state wakes at every change).
- */
-static u64 vmballoon_refused_frames(struct vmballoon *b)
-{
-	atomic64_t (*st)[VMW_BALLOON_NUM_PAGE_SIZES] = b->stats.page;
-	u64 n = 0;
-	int i;
-
-	for (i = 0; i < VMW_BALLOON_NUM_PAGE_SIZES; i++)
-		n += vmballoon_page_frames(i) *
-		     (atomic64_read(&st[VMW_BALLOON_PAGE_STAT_REFUSED_ALLOC][i]) +
-		      atomic64_read(&st[VMW_BALLOON_PAGE_STAT_REFUSED_FREE][i]));
-	return n;
-}
-
-#define VMW_STATUS_ATTR(name, fmt, value)				\
-static ssize_t name##_show(struct kobject *kobj,			\
-			   struct kobj_attribute *attr, char *buf)	\
-{									\
-	return sysfs_emit(buf, fmt "\n", value);			\
-}									\
-static struct kobj_attribute vmballoon_attr_##name = __ATTR_RO(name)
-
-VMW_STATUS_ATTR(size_frames, "%llu", (u64)atomic64_read(&balloon.size));
-VMW_STATUS_ATTR(target_frames, "%lu", READ_ONCE(balloon.target));
-VMW_STATUS_ATTR(refused_frames, "%llu", vmballoon_refused_frames(&balloon));
-VMW_STATUS_ATTR(last_error, "%lu", READ_ONCE(balloon.last_error));
-VMW_STATUS_ATTR(floor_pages, "%lu",
-		balloon_floor_pages(&floor_mb, balloon_floor_default()));
-VMW_STATUS_ATTR(state, "%s", balloon_state_names[READ_ONCE(balloon.status.state)]);
-VMW_STATUS_ATTR(reason, "%s", balloon_reason_names[READ_ONCE(balloon.status.reason)]);
-
-static const char * const vmballoon_cap_names[] = {
-	"basic", "batched", "batched_2m", "signalled_wakeup", "64bit_target",
-};
-
-static ssize_t capabilities_show(struct kobject *kobj,
-				 struct kobj_attribute *attr, char *buf)
-{
-	unsigned long caps = READ_ONCE(balloon.capabilities);
-	int i, len = 0;
-
-	for (i = 0; i < ARRAY_SIZE(vmballoon_cap_names); i++)
-		if (caps & VMW_BALLOON_BASIC_CMDS << i)
-			len += sysfs_emit_at(buf, len, "%s%s", len ? " " : "",
-					     vmballoon_cap_names[i]);
-	return len + sysfs_emit_at(buf, len, "\n");
-}
-
-static struct kobj_attribute vmballoon_attr_capabilities = __ATTR_RO(capabilities);
-
-static struct attribute *vmballoon_status_attrs[] = {
-	&vmballoon_attr_size_frames.attr,
-	&vmballoon_attr_target_frames.attr,
-	&vmballoon_attr_refused_frames.attr,
-	&vmballoon_attr_last_error.attr,
-	&vmballoon_attr_capabilities.attr,
-	&vmballoon_attr_floor_pages.attr,
-	&vmballoon_attr_state.attr,
-	&vmballoon_attr_reason.attr,
-	NULL
-};
-
-static const struct attribute_group vmballoon_status_group = {
-	.attrs = vmballoon_status_attrs,
-};
-
-static void vmballoon_status_init(struct vmballoon *b)
-{
-	b->status_kobj = kobject_create_and_add("status",
-						&THIS_MODULE->mkobj.kobj);
-	if (b->status_kobj &&
-	    sysfs_create_group(b->status_kobj, &vmballoon_status_group)) {
-		kobject_put(b->status_kobj);
-		b->status_kobj = NULL;
-	}
-	if (!b->status_kobj)
-		pr_warn("no status view in sysfs\n");
-}
-
 static int __init vmballoon_init(void)
 {
 	struct vmballoon *b = &balloon;
@@ -1442,8 +1214,6 @@ static int __init vmballoon_init(void)
 		return err;
 	}
 
-	b->dbg_entry = debugfs_create_file("vmmemctl", 0444, NULL, b,
-					   &vmballoon_debug_fops);
 	vmballoon_status_init(b);
 
 	queue_delayed_work(system_freezable_wq, &b->dwork, 0);
@@ -1477,8 +1247,7 @@ static void __exit vmballoon_exit(void)
 	up_write(&b->conf_sem);
 
 	cancel_delayed_work_sync(&b->dwork);
-	debugfs_remove(b->dbg_entry);
-	kobject_put(b->status_kobj);
+	vmballoon_status_exit(b);
 
 	down_write(&b->conf_sem);
 	vmballoon_send_start(b, 0);
