@@ -31,18 +31,13 @@ enum balloon_reason {
 	BALLOON_PRESSURE_HOLD,
 };
 
-static const char * const balloon_state_names[] = {
-	[BALLOON_REACHED] = "reached",
-	[BALLOON_MOVING] = "moving",
-	[BALLOON_STUCK] = "stuck",
+/* The names user space reads, in the order of the enums above. */
+static const char balloon_state_names[][8] = {
+	"reached", "moving", "stuck",
 };
 
-static const char * const balloon_reason_names[] = {
-	[BALLOON_REASON_NONE] = "none",
-	[BALLOON_NO_MEMORY] = "no-memory",
-	[BALLOON_FLOOR] = "floor",
-	[BALLOON_HOST_REFUSED] = "host-refused",
-	[BALLOON_PRESSURE_HOLD] = "pressure-hold",
+static const char balloon_reason_names[][16] = {
+	"none", "no-memory", "floor", "host-refused", "pressure-hold",
 };
 
 struct balloon_status {
@@ -71,9 +66,10 @@ static inline void balloon_state_change(struct kobject *notify, const char *grou
 		return;
 	WRITE_ONCE(st->state, state);
 	WRITE_ONCE(st->reason, reason);
-	snprintf(state_env, sizeof(state_env), "BALLOON_STATE=%s",
-		 balloon_state_names[state]);
-	snprintf(reason_env, sizeof(reason_env), "BALLOON_REASON=%s",
+	snprintf(state_env, sizeof(state_env), "BALLOON_STATE=%.*s",
+		 (int)sizeof(balloon_state_names[0]), balloon_state_names[state]);
+	snprintf(reason_env, sizeof(reason_env), "BALLOON_REASON=%.*s",
+		 (int)sizeof(balloon_reason_names[0]),
 		 balloon_reason_names[reason]);
 	envp[0] = state_env;
 	envp[1] = reason_env;
