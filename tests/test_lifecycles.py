@@ -5,7 +5,7 @@ virtio_balloon, on bookworm (6.1) and sid (7.2).
 One 2 GiB guest per suite serves every test here, one boot
 (tests/lib/lifecycle.py, lifecycle_config): a qcow2 drive the guest never
 sees (for savevm) and S3 on q35.  The tests run in file order on that
-guest, so savevm/loadvm and S3 run on the migration's destination.  Each
+guest, so savevm/loadvm, S3 and s2idle run on the migration's destination.  Each
 test starts and ends with the balloon empty.  Facts come from the host:
 QMP (query-balloon, query-migrate, the run state and its events) and
 QEMU's own trace of every frame on the balloon's queues
@@ -28,12 +28,12 @@ import pytest
 
 from lib import roots
 from lib.lifecycle import (FrameLedger, compress_trace, hmp, lifecycle_config, migrate,
-                           suspend_s3, trace_on, watch)
+                           suspend_s2idle, suspend_s3, trace_on, watch)
 from lib.virtio_util import MiB, GuestPool, version
 from lib.vm import vms_between
 
 KERNELS = ("bookworm", "sid")
-# not in make check-quick: a guest per suite for three lifecycles
+# not in make check-quick: a guest per suite for four lifecycles
 SUITES = [s for s in roots.suites() if s in KERNELS]
 pytestmark = pytest.mark.parametrize("suite", SUITES, scope="module")
 
@@ -116,6 +116,26 @@ def _cycle(g, led, what):
 
 def _works(vm):
     assert vm.sh("echo alive; cat /proc/loadavg").startswith("alive")
+
+
+def _target_while_asleep(life, ledger, sleep, what):
+    """sleep(vm, timeout) (suspend_s3, suspend_s2idle): a target set over
+    QMP while the guest sleeps is reached after the wakeup; then back to
+    full, nothing leaked."""
+    vm = life.vm
+    target = life.ram - 2 * BALLOON
+    with sleep(vm, STEP) as s:
+        vm.balloon(target)
+        asleep = vm.query_balloon()
+        assert s.asleep(), "the guest woke before it was woken"
+        s.wake()
+    vm.wait_actual(target, STEP)
+    _works(vm)
+    assert ledger.held_bytes() == 2 * BALLOON
+    _memtotal_with_balloon(life, 2 * BALLOON)
+    print("%s: target %d MiB set %s (actual %d MiB then), reached after the wakeup" % (
+        life.kver, target // MiB, what, asleep // MiB))
+    _deflate_and_check(life, ledger, "after a target set " + what)
 
 
 def test_live_migration(life, ledger, timing):
@@ -212,15 +232,34 @@ def test_s3_suspend(life, ledger):
     print("%s: S3 with %d MiB inflated: QMP actual %d MiB while suspended; %d frames "
           "in and %d out so far" % (life.kver, BALLOON // MiB, asleep // MiB, inf, dfl))
 
-    target = life.ram - 2 * BALLOON
-    with suspend_s3(vm, STEP) as s:
-        vm.balloon(target)
+    _target_while_asleep(life, ledger, suspend_s3, "while suspended")
+
+
+def test_s2idle(life, ledger):
+    """s2idle for real (echo freeze: the guest's own idle loop, QEMU keeps
+    running) with the balloon inflated, woken by a key press (QMP
+    send-key).  The driver's freeze empties the balloon before the device
+    reset (QMP actual is all RAM while the guest sleeps, QEMU holds no
+    frame), its restore fills it again: QMP actual after the wakeup is the
+    one before.  A target set over QMP while the guest slept is reached
+    after the wakeup.  Not the RTC alarm: it cannot wake s2idle on QEMU
+    (lib/lifecycle.py, suspend_s2idle)."""
+    vm = life.vm
+    _inflate(life, ledger)
+    actual = vm.query_balloon()
+    with suspend_s2idle(vm, STEP) as s:
         asleep = vm.query_balloon()
+        held = ledger.held_bytes()
+        assert s.asleep(), "the guest woke without a key press"
         s.wake()
-    vm.wait_actual(target, STEP)
+    assert asleep == life.ram and held == 0, \
+        "in s2idle: actual %d MiB, QEMU holds %d MiB of frames: the freeze did not " \
+        "empty the balloon" % (asleep // MiB, held // MiB)
+    vm.wait_actual(actual, STEP)
     _works(vm)
-    assert ledger.held_bytes() == 2 * BALLOON
-    _memtotal_with_balloon(life, 2 * BALLOON)
-    print("%s: target %d MiB set while suspended (actual %d MiB then), reached after "
-          "wakeup" % (life.kver, target // MiB, asleep // MiB))
-    _deflate_and_check(life, ledger, "after S3")
+    assert ledger.held_bytes() == BALLOON
+    _memtotal_with_balloon(life, BALLOON)
+    ledger.assert_clean("across s2idle")
+    assert vm.query_balloon() == actual
+
+    _target_while_asleep(life, ledger, suspend_s2idle, "in s2idle")

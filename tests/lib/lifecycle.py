@@ -46,12 +46,31 @@ suspend_s3(vm) / SuspendedGuest
         with suspend_s3(vm) as s: the guest writes "mem" to /sys/power/state
         (a thread waits on that command, which returns once the guest is
         back); inside the block QEMU's run state is "suspended" (QMP SUSPEND
-        seen); s.wake() sends QMP system_wakeup and waits for WAKEUP and for
+        seen; s.asleep() -> still so); s.wake() sends QMP system_wakeup and waits for WAKEUP and for
         the guest's command to return 0 (leaving the block wakes a guest
         not woken yet).  Before each suspend the guest gets back the ICH9
         LPC's power management registers of its first one (QEMU's wakeup
         resets them and no firmware restores them: without this only the
         first S3 of a boot reaches QEMU).
+suspend_s2idle(vm, timeout=300) / S2idleGuest
+        with suspend_s2idle(vm) as s: the guest writes "freeze" to
+        /sys/power/state (a thread waits on that command) with its PS/2
+        keyboard as a wakeup source (serio0 power/wakeup); QEMU's run state
+        stays "running" (s2idle is the guest's own idle loop), so the block
+        is entered once QEMU sees the balloon device reset by the driver's
+        freeze (QMP x-query-virtio-status: no DRIVER_OK) and the guest's
+        command still under way.  s.asleep() -> the balloon still frozen
+        and the command not back.  s.wake(): QMP send-key (a shift key)
+        and the command returns 0, the balloon is DRIVER_OK again, the
+        guest counts one more successful suspend
+        (/sys/power/suspend_stats/success) and logged one more
+        "PM: suspend entry (s2idle)" and "PM: suspend exit".  The guest's
+        RTC alarm cannot wake s2idle here: rtc_cmos arms the ACPI RTC
+        event (not IRQ 8) and QEMU sets RTC_STS only on a wakeup from S3.
+        A guest that is not back when the block is left is closed (its
+        pool boots a new one).
+virtio_status(vm) -> [str]   the balloon device's virtio status bits as QEMU
+                             has them (x-query-virtio-status "statuses")
 compress_trace(vm)           gzip a closed VM's qemu.log (the trace is large)
 """
 import os
@@ -296,7 +315,11 @@ LPC_CONFIG = "/sys/bus/pci/devices/0000:00:1f.0/config"    # ICH9 LPC (q35)
 LPC_SAVED = "/run/lifecycle-lpc-pm"
 
 
-class SuspendedGuest:
+class _Sleep:
+    """The guest's command to sleep, run in a thread: it returns once the
+    guest is back."""
+    STATE = None            # what the guest writes to /sys/power/state
+
     def __init__(self, vm, timeout):
         self.vm, self.timeout = vm, timeout
         self.result = None
@@ -306,10 +329,30 @@ class SuspendedGuest:
     def _run(self):
         try:
             # no check=: the test's thread owns the console scan and QMP
-            self.result = self.vm._shell.run("echo mem > /sys/power/state",
+            self.result = self.vm._shell.run("echo %s > /sys/power/state" % self.STATE,
                                              timeout=self.timeout)
         except BaseException as e:          # noqa: B902 - handed to wake()
             self.result = e
+
+    def _start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _returned(self, after):
+        """The command returns 0 within the timeout after `after`."""
+        self._thread.join(self.timeout)
+        assert not self._thread.is_alive(), \
+            "echo %s > /sys/power/state has not returned %.0f s after %s" % (
+                self.STATE, self.timeout, after)
+        if isinstance(self.result, BaseException):
+            raise self.result
+        rc, out = self.result
+        assert rc == 0, "echo %s > /sys/power/state -> rc %d: %s" % (self.STATE, rc, out)
+        self.vm.check()
+
+
+class SuspendedGuest(_Sleep):
+    STATE = "mem"
 
     def __enter__(self):
         vm = self.vm
@@ -324,8 +367,7 @@ class SuspendedGuest:
                   LPC_CONFIG, LPC_SAVED, LPC_SAVED, LPC_SAVED))
         vm.qmp.drain_events("SUSPEND")
         vm.qmp.drain_events("WAKEUP")
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._start()
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -343,19 +385,15 @@ class SuspendedGuest:
         assert st == "suspended", "run state %r after SUSPEND" % st
         return self
 
+    def asleep(self):
+        return self.vm.cmd("query-status")["status"] == "suspended"
+
     def wake(self):
         vm = self.vm
         self.woken = True
         vm.cmd("system_wakeup")
         vm.qmp.wait_event("WAKEUP", self.timeout, check=vm.check)
-        self._thread.join(self.timeout)
-        assert not self._thread.is_alive(), \
-            "echo mem > /sys/power/state has not returned %.0f s after WAKEUP" % self.timeout
-        if isinstance(self.result, BaseException):
-            raise self.result
-        rc, out = self.result
-        assert rc == 0, "echo mem > /sys/power/state -> rc %d: %s" % (rc, out)
-        vm.check()
+        self._returned("WAKEUP")
 
     def __exit__(self, *exc):
         if not self.woken and self.vm.alive():
@@ -370,3 +408,88 @@ class SuspendedGuest:
 
 def suspend_s3(vm, timeout=120):
     return SuspendedGuest(vm, timeout)
+
+
+def virtio_status(vm):
+    st = vm.cmd("x-query-virtio-status",
+                path="/machine/peripheral/%s/virtio-backend" % vm.balloon_id)
+    return st["status"]["statuses"]
+
+
+def _driver_ok(vm):
+    return any("DRIVER_OK" in s for s in virtio_status(vm))
+
+
+S2IDLE_STATS = "/sys/power/suspend_stats/success"
+KBD_WAKEUP = "/sys/devices/platform/i8042/serio0/power/wakeup"
+
+
+class S2idleGuest(_Sleep):
+    STATE = "freeze"
+
+    def _successes(self):
+        return int(self.vm.sh("cat " + S2IDLE_STATS))
+
+    def _pm_lines(self):
+        """(suspend entries to s2idle, suspend exits) the kernel logged."""
+        out = self.vm.sh("dmesg | grep -c 'PM: suspend entry (s2idle)'; "
+                         "dmesg | grep -c 'PM: suspend exit'; true")
+        return tuple(int(w) for w in out.split())
+
+    def __enter__(self):
+        vm = self.vm
+        assert "freeze" in vm.sh("cat /sys/power/state").split(), \
+            "the guest offers no s2idle (freeze) in /sys/power/state"
+        assert _driver_ok(vm), "the balloon is not DRIVER_OK before s2idle: %r" % (
+            virtio_status(vm),)
+        vm.sh("echo enabled > " + KBD_WAKEUP)
+        self.success0 = self._successes()
+        self.lines0 = self._pm_lines()
+        self._start()
+        deadline = time.monotonic() + self.timeout
+        while _driver_ok(vm):
+            if not self._thread.is_alive():
+                raise AssertionError(
+                    "the guest was back from s2idle before QEMU saw the balloon frozen: "
+                    "echo freeze > /sys/power/state -> %r" % (self.result,))
+            assert time.monotonic() < deadline, \
+                "the balloon still DRIVER_OK %.0f s after echo freeze" % self.timeout
+            vm.qmp.poll_events(0.1)
+        assert self.asleep(), "echo freeze > /sys/power/state returned %r while the " \
+            "balloon was frozen" % (self.result,)
+        return self
+
+    def asleep(self):
+        return self._thread.is_alive() and not _driver_ok(self.vm)
+
+    def wake(self):
+        vm = self.vm
+        self.woken = True
+        vm.cmd("send-key", keys=[{"type": "qcode", "data": "shift"}])
+        self._returned("a key press")
+        assert _driver_ok(vm), "the balloon not DRIVER_OK after s2idle: %r" % (
+            virtio_status(vm),)
+        n = self._successes()
+        assert n == self.success0 + 1, \
+            "suspend_stats/success %d after s2idle, %d before" % (n, self.success0)
+        entries, exits = self._pm_lines()
+        assert (entries, exits) == (self.lines0[0] + 1, self.lines0[1] + 1), \
+            "the kernel logged %d 'PM: suspend entry (s2idle)' and %d 'PM: suspend exit' " \
+            "lines for one s2idle" % (entries - self.lines0[0], exits - self.lines0[1])
+
+    def __exit__(self, *exc):
+        if self._thread is None:
+            return False
+        if not self.woken and self._thread.is_alive() and self.vm.alive():
+            try:
+                self.vm.cmd("send-key", keys=[{"type": "qcode", "data": "shift"}])
+            except Exception:
+                pass
+        self._thread.join(self.timeout)
+        if self._thread.is_alive() and self.vm.alive():
+            self.vm.close()
+        return False
+
+
+def suspend_s2idle(vm, timeout=300):
+    return S2idleGuest(vm, timeout)
