@@ -4,6 +4,12 @@
  * migrate, so before their memory goes offline (hot-unplug, virtio-mem,
  * or a block offlined by hand) they leave the balloon, the host told as
  * for any deflation, and the balloon takes their place elsewhere.
+ *
+ * Blocks are marked offline from their allocation on (compat/balloon.h),
+ * so the isolation that starts an offlining lets through a block that an
+ * inflation holds on its way to the host, too; the range stays recorded
+ * until the offlining ends, and such a block is freed instead of going
+ * into the balloon (blocks_going_offline()).
  */
 #include <linux/memory.h>
 
@@ -43,6 +49,32 @@ static unsigned int blocks_leave_range(struct virtio_balloon *vb,
 	return freed;
 }
 
+/*
+ * The blocks on @blocks, on their way into the balloon, whose memory is
+ * going offline are freed; returns how many.  The caller holds
+ * balloon_lock.
+ */
+unsigned int blocks_going_offline(struct virtio_balloon *vb,
+				  struct list_head *blocks)
+{
+	unsigned long start = vb->offlining_start, pfn;
+	struct page *page, *next;
+	unsigned int n = 0;
+	LIST_HEAD(out);
+
+	if (!vb->offlining_nr)
+		return 0;
+	list_for_each_entry_safe(page, next, blocks, lru) {
+		pfn = page_to_pfn(page);
+		if (pfn < start || pfn >= start + vb->offlining_nr)
+			continue;
+		list_move_tail(&page->lru, &out);
+		n++;
+	}
+	free_new_blocks(&out);
+	return n;
+}
+
 int virtio_balloon_memory_notify(struct notifier_block *nb,
 				 unsigned long action, void *arg)
 {
@@ -53,10 +85,17 @@ int virtio_balloon_memory_notify(struct notifier_block *nb,
 	struct page *page;
 	bool stuck = false;
 
+	if (action == MEM_OFFLINE || action == MEM_CANCEL_OFFLINE) {
+		mutex_lock(&vb->balloon_lock);
+		vb->offlining_nr = 0;
+		mutex_unlock(&vb->balloon_lock);
+	}
 	if (action != MEM_GOING_OFFLINE)
 		return NOTIFY_OK;
 
 	mutex_lock(&vb->balloon_lock);
+	vb->offlining_start = mn->start_pfn;
+	vb->offlining_nr = mn->nr_pages;
 	freed = blocks_leave_range(vb, mn->start_pfn, mn->nr_pages);
 	/* A host that could not be told keeps its blocks: no offlining. */
 	list_for_each_entry(page, &vb->blocks, lru)

@@ -142,6 +142,8 @@ struct virtio_balloon {
 	/* Gives blocks back before their memory goes offline. */
 	struct notifier_block memory_nb;
 	unsigned long offline_frames;
+	/* The range going offline now, if any (under balloon_lock). */
+	unsigned long offlining_start, offlining_nr;
 	unsigned long oom_frames;
 	struct page_reporting_dev_info pr_dev_info;
 	bool reporting;
@@ -175,6 +177,7 @@ unsigned int release_lists(struct virtio_balloon *vb, struct list_head *blocks,
 void update_balloon_size(struct virtio_balloon *vb);
 void vb_follow_target(struct virtio_balloon *vb);
 unsigned long vb_floor(struct virtio_balloon *vb);
+void free_new_blocks(struct list_head *blocks);
 
 /* virtio_balloon_status.c */
 void vb_debugfs_init(struct virtio_balloon *vb);
@@ -193,5 +196,7 @@ void hint_exit(struct virtio_balloon *vb);
 /* memory_offline.c */
 int virtio_balloon_memory_notify(struct notifier_block *nb,
 				 unsigned long action, void *arg);
+unsigned int blocks_going_offline(struct virtio_balloon *vb,
+				  struct list_head *blocks);
 
 #endif /* BALLOON_VIRTIO_BALLOON_H */

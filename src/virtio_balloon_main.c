@@ -272,6 +272,16 @@ static void free_page_list(struct list_head *pages, bool blocks)
 	}
 }
 
+/* Free blocks allocated (and marked) for an inflation that did not happen. */
+void free_new_blocks(struct list_head *blocks)
+{
+	struct page *page;
+
+	list_for_each_entry(page, blocks, lru)
+		balloon_compat_block_unmark(page, VB_BLOCK_ORDER);
+	free_page_list(blocks, true);
+}
+
 /* The floor in pages: the parameter if set, else the probe-time default. */
 unsigned long vb_floor(struct virtio_balloon *vb)
 {
@@ -313,6 +323,8 @@ static unsigned int alloc_pages_for(struct list_head *list, size_t num, bool blo
 			vb_block_free(page);
 			break;
 		}
+		if (blocks)
+			balloon_compat_block_mark(page, VB_BLOCK_ORDER);
 		list_add_tail(&page->lru, list);
 		got += step;
 	}
@@ -329,17 +341,25 @@ static int inflate_lists(struct virtio_balloon *vb, struct list_head *blocks,
 			 unsigned int nblocks, struct list_head *pages,
 			 unsigned int got, unsigned long given, u64 t0)
 {
+	unsigned int at, i;
 	struct page *page;
-	unsigned int at;
 	int err;
 
 	mutex_lock(&vb->balloon_lock);
 	if (vb->pressure.events != given) {
 		/* The guest needed memory while we took it: let it have it. */
 		mutex_unlock(&vb->balloon_lock);
-		free_page_list(blocks, true);
+		free_new_blocks(blocks);
 		free_page_list(pages, false);
 		return -EAGAIN;
+	}
+	/* Blocks whose memory is going offline now stay out of the balloon. */
+	i = blocks_going_offline(vb, blocks);
+	nblocks -= i;
+	got -= i * VB_BLOCK_FRAMES;
+	if (!got) {
+		mutex_unlock(&vb->balloon_lock);
+		return 0;
 	}
 	at = list_pfns(vb, blocks, VB_BLOCK_FRAMES, 0);
 	list_pfns(vb, pages, VB_FRAMES_PER_PAGE, at);
@@ -356,7 +376,7 @@ static int inflate_lists(struct virtio_balloon *vb, struct list_head *blocks,
 		 * host has.
 		 */
 		mutex_unlock(&vb->balloon_lock);
-		free_page_list(blocks, true);
+		free_new_blocks(blocks);
 		free_page_list(pages, false);
 		return 0;
 	}

@@ -324,20 +324,40 @@ static inline size_t balloon_compat_list_dequeue(struct balloon_dev_info *b,
  * Blocks: pages from one higher-order allocation that a driver keeps on
  * a list of its own, whole, never migrated.  The core does not know them,
  * so these do for a block what enqueue and dequeue do for a single page:
- * mark every page offline (kdump and hibernation skip such pages), count
- * balloon_inflate/balloon_deflate, keep the node's balloon counter where
- * the kernel has one (on 7.x the core counts only its own pages), and move
- * the pages out of MemTotal and back when the balloon adjusts managed
- * pages.  The caller serialises them with its own lock.
+ * count balloon_inflate/balloon_deflate, keep the node's balloon counter
+ * where the kernel has one (on 7.x the core counts only its own pages),
+ * and move the pages out of MemTotal and back when the balloon adjusts
+ * managed pages.  The caller serialises them with its own lock.
+ *
+ * Every page of a block is marked offline from its allocation on, before
+ * the host has it (kdump and hibernation skip such pages, and memory
+ * offlining lets them through its isolation, so that the driver can give
+ * them up when the memory goes offline), and unmarked before it is freed.
  */
+static inline void balloon_compat_block_mark(struct page *page,
+					     unsigned int order)
+{
+	unsigned long i;
 
+	for (i = 0; i < 1UL << order; i++)
+		__SetPageOffline(page + i);
+}
+
+static inline void balloon_compat_block_unmark(struct page *page,
+					       unsigned int order)
+{
+	unsigned long i;
+
+	for (i = 0; i < 1UL << order; i++)
+		__ClearPageOffline(page + i);
+}
+
+/* A marked block goes into the balloon. */
 static inline void balloon_compat_block_insert(struct page *page,
 					       unsigned int order)
 {
-	unsigned long i, nr = 1UL << order;
+	unsigned long nr = 1UL << order;
 
-	for (i = 0; i < nr; i++)
-		__SetPageOffline(page + i);
 	/*
 	 * nr is a constant here; arm64's per-cpu add has a case for every
 	 * operand size, and sparse warns about the 8-bit one truncating it.
@@ -349,19 +369,18 @@ static inline void balloon_compat_block_insert(struct page *page,
 		adjust_managed_page_count(page, -(long)nr);
 }
 
-/* Undo balloon_compat_block_insert() before the block is freed. */
+/* Undo balloon_compat_block_insert() and the mark: the block is freed next. */
 static inline void balloon_compat_block_remove(struct page *page,
 					       unsigned int order)
 {
-	unsigned long i, nr = 1UL << order;
+	unsigned long nr = 1UL << order;
 
 	if (balloon_compat_adjust)
 		adjust_managed_page_count(page, nr);
 	balloon_compat_block_stat(page, -(long)nr);
 	OPTIMIZER_HIDE_VAR(nr);		/* see balloon_compat_block_insert() */
 	count_vm_events(BALLOON_DEFLATE, nr);
-	for (i = 0; i < nr; i++)
-		__ClearPageOffline(page + i);
+	balloon_compat_block_unmark(page, order);
 }
 
 #endif /* BALLOON_COMPAT_BALLOON_H */
