@@ -13,6 +13,7 @@
 #ifndef BALLOON_STATE_H
 #define BALLOON_STATE_H
 
+#include <linux/build_bug.h>
 #include <linux/device.h>
 #include <linux/kobject.h>
 #include <linux/sysfs.h>
@@ -60,6 +61,8 @@ static inline void balloon_state_change(struct kobject *notify, const char *grou
 	char state_env[32], reason_env[32];
 	char *envp[3];
 
+	BUILD_BUG_ON(ARRAY_SIZE(balloon_state_names) != BALLOON_STUCK + 1);
+	BUILD_BUG_ON(ARRAY_SIZE(balloon_reason_names) != BALLOON_PRESSURE_HOLD + 1);
 	if (state != BALLOON_STUCK)
 		reason = BALLOON_REASON_NONE;
 	if (st->state == state && st->reason == reason)

@@ -341,7 +341,7 @@ static int inflate_lists(struct virtio_balloon *vb, struct list_head *blocks,
 			 unsigned int nblocks, struct list_head *pages,
 			 unsigned int got, unsigned long given, u64 t0)
 {
-	unsigned int at, i;
+	unsigned int at, gone;
 	struct page *page;
 	int err;
 
@@ -354,9 +354,9 @@ static int inflate_lists(struct virtio_balloon *vb, struct list_head *blocks,
 		return -EAGAIN;
 	}
 	/* Blocks whose memory is going offline now stay out of the balloon. */
-	i = blocks_going_offline(vb, blocks);
-	nblocks -= i;
-	got -= i * VB_BLOCK_FRAMES;
+	gone = blocks_going_offline(vb, blocks);
+	nblocks -= gone;
+	got -= gone * VB_BLOCK_FRAMES;
 	if (!got) {
 		mutex_unlock(&vb->balloon_lock);
 		return 0;

@@ -680,8 +680,10 @@ static void vmballoon_inflate_end(struct vmballoon *b, struct vmballoon_ctl *ctl
 	s64 size = atomic64_read(&b->size);
 	s64 target = READ_ONCE(b->target);
 
+	/* Kept only while the floor leaves room for more, with them held. */
 	if (ctl->page_size == VMW_BALLOON_4K_PAGE &&
-	    vmballoon_round_keeps(round, why, ctl->n_refused)) {
+	    vmballoon_round_keeps(round, why, ctl->n_refused) &&
+	    vmballoon_change(b) > 0) {
 		list_splice_init(&ctl->refused, &b->held);
 		b->n_held = ctl->n_refused;
 	} else {

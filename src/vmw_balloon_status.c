@@ -125,8 +125,7 @@ VMW_STATUS_ATTR(size_frames, "%llu", (u64)atomic64_read(&vmb->size));
 VMW_STATUS_ATTR(target_frames, "%lu", READ_ONCE(vmb->target));
 VMW_STATUS_ATTR(refused_frames, "%llu", vmballoon_refused_frames(vmb));
 VMW_STATUS_ATTR(last_error, "%lu", READ_ONCE(vmb->last_error));
-VMW_STATUS_ATTR(floor_pages, "%lu",
-		vmballoon_floor_pages());
+VMW_STATUS_ATTR(floor_pages, "%lu", vmballoon_floor_pages());
 VMW_STATUS_ATTR(state, "%s", balloon_state_names[READ_ONCE(vmb->status.state)]);
 VMW_STATUS_ATTR(reason, "%s", balloon_reason_names[READ_ONCE(vmb->status.reason)]);
 

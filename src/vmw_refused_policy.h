@@ -11,12 +11,14 @@
  * ends short of its target for refusals keeps its refused 4 KiB pages for
  * the next round (a second later), so such a set is passed across rounds
  * at the pace of the bounds below instead of being freed and met again,
- * first thing, in every round.  Neither bound may be set by the request:
- * a request smaller than the set would then never get past it.  They are
- * freed when the balloon reaches its target, in the first tick that does
- * not inflate, at a reset or unload, and when the hold is full (the next
- * round starts again).  So a host that refuses everything while asking
- * for more has the guest hold up to the held bound, as a round does.
+ * first thing, in every round.  No bound here is set by the request: a
+ * request smaller than the set would then never get past it.  The kept
+ * pages are freed when the balloon reaches its target, when the guest's
+ * floor leaves no room for more (they count against it: they are not
+ * available), in the first tick that does not inflate, at a reset or
+ * unload, and when the hold is full (the next round starts again).  So a
+ * host that refuses everything while asking for more has the guest hold
+ * up to the held bound, as a round does, never below its floor.
  *
  * What a round holds and sends in vain is bounded all the same, page by
  * page: the next command carries no more pages than the bounds leave
