@@ -19,7 +19,6 @@ With free-page-reporting=on the guest reports free memory in 2 MiB blocks
 (pageblock order on x86), which QEMU also discards whole: host huge pages
 come back with either driver, without any balloon target.
 """
-import re
 import time
 
 import pytest
@@ -112,27 +111,14 @@ def test_inflate_returns_host_huge_pages(huge, timing):
         "ours with 256-frame requests returned %d host huge pages" % (sa - sb)
 
 
-def _free_blocks(g):
-    """What free page reporting can give back, in 2 MiB host pages: the
-    guest's free memory in chunks of at least a pageblock (the order it
-    reports), from /proc/buddyinfo."""
-    page = g.page_kb * 1024
-    order = int(re.search(r"Page block order:\s*(\d+)",
-                          g.vm.sh("head -n 2 /proc/pagetypeinfo")).group(1))
-    n = 0
-    for ln in g.vm.sh("cat /proc/buddyinfo").splitlines():
-        counts = [int(c) for c in ln.split()[4:]]
-        n += sum(c * (page << o) // (2 * MiB) for o, c in enumerate(counts) if o >= order)
-    return n
-
-
 def _settled(hp, g, prealloc, slack=16, timeout=90):
     """HugePages_Free once the host has back all but `slack` of the 2 MiB
     blocks the guest has free (reporting is through with what boot left
     free), or after `timeout` seconds: the caller's assertion judges it."""
     deadline = time.monotonic() + timeout
     while True:
-        want = _free_blocks(g) - slack
+        # what reporting gives back: free chunks of its order, a pageblock
+        want = g.free_2m_blocks(g.pageblock_order()) - slack
         v = hp.free()
         if v - prealloc >= want or time.monotonic() > deadline:
             return v

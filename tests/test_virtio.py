@@ -235,7 +235,7 @@ def test_compaction_migrates_balloon_pages(std):
     # pages are left alone in mostly free pageblocks.
     _fragment(vm)
     try:
-        blocks_free = _free_blocks(std)
+        blocks_free = std.free_2m_blocks()
         blocks0 = std.dbg_int("balloon_blocks")
         vm.balloon_to(std.ram - 512 * MiB, STEP)
         assert std.dbg_int("balloon_frames") == frames(512 * MiB)
@@ -657,17 +657,6 @@ def test_state_says_reached_or_stuck(std):
         assert "BALLOON_STATE=%s" % state in events and \
             "BALLOON_REASON=%s" % reason in events, (state, reason, events[-1500:])
     std.assert_nothing_leaked("after watching the state")
-
-
-def _free_blocks(g):
-    """Free memory in whole 2 MiB blocks, from /proc/buddyinfo (2 MiB is
-    order 9 with 4 KiB pages, order 7 with arm64's 16 KiB ones)."""
-    base = 9 - ((g.page_kb // 4).bit_length() - 1)
-    n = 0
-    for line in g.vm.sh("cat /proc/buddyinfo").splitlines():
-        counts = [int(c) for c in line.split()[4:]]
-        n += sum(c << (o - base) for o, c in enumerate(counts) if o >= base)
-    return n
 
 
 def _wait_out_of_puff(g):

@@ -147,6 +147,22 @@ class BalloonGuest:
         self.node_stat = kernel_has_balloon_node_stat(root or roots.root(suite), kver)
 
     # guest views
+    def free_2m_blocks(self, min_order=0):
+        """Free memory in whole 2 MiB blocks, from /proc/buddyinfo (2 MiB
+        is order 9 with 4 KiB pages, order 7 with arm64's 16 KiB ones),
+        counting free chunks of at least `min_order` only."""
+        base = 9 - ((self.page_kb // 4).bit_length() - 1)
+        order = max(base, min_order)
+        n = 0
+        for line in self.vm.sh("cat /proc/buddyinfo").splitlines():
+            counts = [int(c) for c in line.split()[4:]]
+            n += sum(c << (o - base) for o, c in enumerate(counts) if o >= order)
+        return n
+
+    def pageblock_order(self):
+        return int(re.search(r"Page block order:\s*(\d+)",
+                             self.vm.sh("head -n 2 /proc/pagetypeinfo")).group(1))
+
     def vmstat(self):
         out = {}
         for line in self.vm.sh("cat /proc/vmstat").splitlines():
