@@ -17,8 +17,8 @@ VM(kernel, initrd, append="", *, name="vm", mem_mb=2048, smp=2,
       -nodefaults -display none -no-reboot -nic none -kernel -initrd -append
       "console=ttyS0 panic=-1 <BASE_APPEND> <append>", ttyS0 -> <rundir>/console.log,
       ttyS1 -> unix socket (guest shell), -qmp unix socket, and (balloon=True)
-      -device <balloon_device>,id=<balloon_id>[,<balloon_opts>].  On q35 the
-      balloon sits behind a pcie-root-port so device_del (hot-unplug) works.
+      -device <balloon_device>,id=<balloon_id>[,<balloon_opts>].  On q35 a
+      PCI balloon sits behind a pcie-root-port so device_del (hot-unplug) works.
     balloon_opts: "k=v,k=v" or {"deflate-on-oom": "on", ...}.
     disk: a raw/qcow2 image attached as virtio-blk (/dev/vda); with
       disk_overlay=True (default) QEMU writes to a qcow2 overlay in the run
@@ -40,6 +40,9 @@ VM(kernel, initrd, append="", *, name="vm", mem_mb=2048, smp=2,
       balloon_device="virtio-balloon-device" (the initramfs needs
       virtio_mmio and virtio_console: extra_modules, vmh.modules=virtio_mmio;
       tests/test_mmio.py has the machine options TCG needs).
+    balloon_device="virtio-balloon-device" on arm64 virt: on the machine's
+      virtio-mmio bus (found from the device tree; virtio_mmio as above),
+      no root port.
 arm64_image(vmlinuz) -> path     Debian's arm64 vmlinuz (gzip, or EFI zboot
                                  with gzip/zstd payload) unpacked to a plain
                                  Image, cached under $BALLOON_WORK/kernels/
@@ -370,7 +373,10 @@ class VM:
         a += shell + ["-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
         if self.balloon_enabled:
             dev = "%s,id=%s" % (self.balloon_device, self.balloon_id)
-            if self.machine.split(",")[0].startswith(("q35", "virt")):
+            # a PCI balloon on q35 or virt behind a root port (hot-unplug
+            # works); virtio-balloon-device on the machine's virtio-mmio bus
+            if "-pci" in self.balloon_device and \
+                    self.machine.split(",")[0].startswith(("q35", "virt")):
                 a += ["-device", "pcie-root-port,id=vmhrp0,bus=pcie.0,chassis=1"]
                 dev += ",bus=vmhrp0"
             a += ["-device", dev + _opts(self.balloon_opts)]
