@@ -16,7 +16,8 @@
 #   and run the VMware host emulator plugin.
 # PROFILE "libvirt": the suite's libvirt daemon with its QEMU driver, virsh
 #   and the suite's QEMU, for tests/lib/libvirt.py, which runs libvirtd
-#   chrooted in it (never installed on the host).
+#   chrooted in it (never installed on the host); sid's also has
+#   qemu-system-arm (one more package of the same QEMU) for an arm64 domain.
 #
 # The cache lives in $BALLOON_CACHE/roots, keyed by suite, profile, package
 # list and recipe version.  A root whose key differs, or that misses
@@ -46,6 +47,9 @@ vmwhost)
 	;;
 libvirt)
 	extra_pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86"
+	if [ "$suite" = sid ]; then
+		extra_pkgs="$extra_pkgs qemu-system-arm"
+	fi
 	;;
 *)
 	die "unknown root profile '$profile'"
@@ -89,6 +93,9 @@ root_ok() {
 	elif [ "$profile" = libvirt ]; then
 		[ -x "$dir/usr/bin/qemu-system-x86_64" ] && [ -x "$dir/usr/sbin/libvirtd" ] &&
 			[ -x "$dir/usr/bin/virsh" ] || return 1
+		if [ "$suite" = sid ]; then
+			[ -x "$dir/usr/bin/qemu-system-aarch64" ] || return 1
+		fi
 	else
 		[ -x "$dir/usr/bin/qemu-system-x86_64" ] || return 1
 	fi
