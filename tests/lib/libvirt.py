@@ -42,11 +42,16 @@ Daemon(root, binds=(), hugepages=False, name="libvirtd")
                                 transient TCG domain (type 'qemu', q35,
                                 <cpu mode='maximum'/>) from domain_xml();
                                 hugepages=True needs Daemon(hugepages=True)
-                                and a pool (lib.hugepages.reserve)
+                                and a pool (lib.hugepages.reserve);
+                                arch="aarch64" (a root with
+                                qemu-system-aarch64: sid's): machine virt,
+                                the kernel as lib.vm's arm64 Image (bind its
+                                directory), the shell on a virtconsole
 
 Domain(daemon, ...)              a lib.vm.VM run by libvirt: console on the
     first serial port (a file in the run directory), the guest shell on the
-    second (<serial type='unix'>, mode bind), so VM.wait_boot(), shell(),
+    second (<serial type='unix'>, mode bind; on aarch64, whose virt machine
+    has one serial port, a <console type='unix'> virtconsole, hvc0), so VM.wait_boot(), shell(),
     sh(), check() and lib.vm.boot() work as for any VM; cmd(name, **args)
     goes through `virsh qemu-monitor-command` (QMP behind libvirt's back:
     queries such as query-balloon, and hang_report()'s registers and
@@ -62,7 +67,7 @@ Domain(daemon, ...)              a lib.vm.VM run by libvirt: console on the
                                 is still there
 
 domain_xml(name, kernel, initrd, cmdline, console, shell_sock, mem_mb=2048,
-           smp=2, hugepages=False, stats_period=2) -> str
+           smp=2, hugepages=False, stats_period=2, arch="x86_64") -> str
 """
 import json
 import os
@@ -160,44 +165,62 @@ def _children(pid):
 
 
 def domain_xml(name, kernel, initrd, cmdline, console, shell_sock, mem_mb=2048,
-               smp=2, hugepages=False, stats_period=2):
+               smp=2, hugepages=False, stats_period=2, arch="x86_64"):
     e = escape
     backing = "  <memoryBacking><hugepages/></memoryBacking>\n" if hugepages else ""
-    return """<domain type='qemu'>
+    if arch == "aarch64":
+        # virt (the device tree, no ACPI without firmware); its one PL011
+        # is the console, the shell a virtconsole (guest hvc0); QEMU's
+        # own pointer authentication algorithm, cheaper under TCG
+        machine, features = "virt", ""
+        shell = """    <console type='unix'>
+      <source mode='bind' path='{shell}'/>
+      <target type='virtio' port='1'/>
+    </console>
+"""
+        extra = """  <qemu:commandline>
+    <qemu:arg value='-global'/>
+    <qemu:arg value='max-arm-cpu.pauth-impdef=on'/>
+  </qemu:commandline>
+"""
+    else:
+        machine, features, extra = "q35", "  <features><acpi/></features>\n", ""
+        shell = """    <serial type='unix'>
+      <source mode='bind' path='{shell}'/>
+      <target port='1'/>
+    </serial>
+"""
+    return """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{name}</name>
   <memory unit='MiB'>{mem}</memory>
   <currentMemory unit='MiB'>{mem}</currentMemory>
 {backing}  <vcpu>{smp}</vcpu>
   <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
+    <type arch='{arch}' machine='{machine}'>hvm</type>
     <kernel>{kernel}</kernel>
     <initrd>{initrd}</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
-  <features><acpi/></features>
-  <cpu mode='maximum'/>
+{features}  <cpu mode='maximum'/>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <emulator>/usr/bin/qemu-system-{arch}</emulator>
     <controller type='usb' model='none'/>
     <serial type='file'>
       <source path='{console}'/>
       <target port='0'/>
     </serial>
-    <serial type='unix'>
-      <source mode='bind' path='{shell}'/>
-      <target port='1'/>
-    </serial>
-    <memballoon model='virtio'>
+""".format(name=e(name), mem=int(mem_mb), backing=backing, smp=int(smp), arch=arch,
+           machine=machine, features=features, kernel=e(kernel), initrd=e(initrd),
+           cmdline=e(cmdline), console=e(console)) + shell.format(shell=e(shell_sock)) + \
+        """    <memballoon model='virtio'>
       <stats period='{period}'/>
     </memballoon>
   </devices>
-</domain>
-""".format(name=e(name), mem=int(mem_mb), backing=backing, smp=int(smp),
-           kernel=e(kernel), initrd=e(initrd), cmdline=e(cmdline),
-           console=e(console), shell=e(shell_sock), period=int(stats_period))
+{extra}</domain>
+""".format(period=int(stats_period), extra=extra)
 
 
 def _pid_alive(pid, ns=None):
@@ -456,10 +479,14 @@ class Domain(vmlib.VM):
         self.stats_period = stats_period
         self.qemu_pid = self.qemu_ns = None
         self.qemu_log = daemon.upper("/var/log/libvirt/qemu/%s.log" % name)
-        cmdline = ("console=ttyS0 panic=-1 " + vmlib.BASE_APPEND + " " + append).strip()
-        self.xml = domain_xml(name, os.path.abspath(kernel), os.path.abspath(initrd),
-                              cmdline, self.console_path, self.shell_path, mem_mb, smp,
-                              hugepages, stats_period)
+        if self.arch == "aarch64":
+            cmdline = "console=ttyAMA0 panic=-1 vmh.shell=hvc0 " + append
+        else:
+            cmdline = "console=ttyS0 panic=-1 " + vmlib.BASE_APPEND + " " + append
+        # self.kernel: on arm64 the Image lib.vm unpacked
+        self.xml = domain_xml(name, os.path.abspath(self.kernel), os.path.abspath(initrd),
+                              cmdline.strip(), self.console_path, self.shell_path, mem_mb,
+                              smp, hugepages, stats_period, self.arch)
 
     def start(self):
         path = os.path.join(self.rundir, "domain.xml")
