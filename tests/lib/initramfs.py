@@ -38,6 +38,11 @@ Guest side (tests/guest/init), driven by the kernel command line:
     vmh.init=PATH       run PATH instead of rootinit after switch_root
     vmh.shell=TTY       serve the shell on /dev/TTY (default ttyS1; arm64
                         VMs use hvc0, a virtconsole)
+    vmh.resume=DEV      first of all: virtio_pci, virtio_blk, and DEV's
+                        MAJ:MIN to /sys/power/resume, which restores the
+                        hibernation image on that swap disk (the guest that
+                        hibernated goes on); "VMH-RESUME DEV <uptime>"
+                        before, "VMH-FAIL" when there was no image
 Console markers: "VMH-INIT", "VMH-COLDPLUG", "VMH-MODULES: ...",
 "VMH-READY <uptime>" (shell served on ttyS1), "VMH-FAIL <why>" on error.
 

@@ -6,7 +6,9 @@ Everything here is seen from the host: QMP, QEMU's trace, QEMU's process.
 lifecycle_config(workdir, hints=False) -> dict
         a GuestPool config for one guest that can live through all of them:
         a qcow2 drive with no guest device (if=none: savevm/loadvm need one
-        writable snapshot-capable drive, the guest never sees it), S3 on
+        writable snapshot-capable drive, the guest never sees it), a 1 GiB
+        qcow2 swap disk for hibernation (virtio-blk, the guest's SWAP_DEV;
+        qcow2 too, or savevm refuses), S3 on
         q35 (ICH9-LPC.disable_s3=0, mem_sleep_default=deep); hints=True
         adds free page hints (free-page-hint=on, with an iothread)
 watch(vm)                    vm (booted elsewhere) fails on FAIL_PATTERNS too:
@@ -42,6 +44,18 @@ migrate(vm, name, timeout=300, before=None, bandwidth=1 GiB/s)
         over QMP (migrate uri=unix:...) and waits (bounded) for
         query-migrate "completed"; the source ends paused ("postmigrate"),
         the caller closes it.  The destination is attached.
+hibernate(vm, timeout=300) -> str
+        S4 to SWAP_DEV: the guest runs mkswap and swapon on it, writes its
+        MAJ:MIN to /sys/power/resume, "shutdown" to /sys/power/disk and
+        "disk" to /sys/power/state (then the exit status of that to S4_RC);
+        QEMU must exit by itself with status 0 within the timeout, the
+        console without a fail pattern.  vm is closed; returns the kernel's
+        lines on the image's size
+resume(vm, name, timeout=300, before=None) -> ResumedVM
+        a fresh QEMU with vm's command line plus vmh.resume=SWAP_DEV
+        (tests/guest/init restores the image first thing); before(new) runs
+        once its QMP answers, before the guest is back (trace_on, a target);
+        then the shell the hibernated guest served answers on the new QEMU
 suspend_s3(vm) / SuspendedGuest
         with suspend_s3(vm) as s: the guest writes "mem" to /sys/power/state
         (a thread waits on that command, which returns once the guest is
@@ -95,15 +109,27 @@ _POP = re.compile(r"virtqueue_pop vq (0x[0-9a-f]+)")
 _FRAME = re.compile(r"virtio_balloon_handle_output .*gpa: (0x[0-9a-f]+)")
 
 
-def lifecycle_config(workdir, hints=False):
-    disk = os.path.join(workdir, "snapshots.qcow2")
-    if os.path.exists(disk):
-        os.unlink(disk)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "64M"],
+SWAP_DEV = "/dev/vda"                # the guest's only virtio disk: the swap disk
+S4_RC = "/run/lifecycle-s4-rc"      # exit status of echo disk > /sys/power/state
+
+
+def _qcow2(workdir, name, size):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+        os.unlink(path)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, size],
                    check=True, stdin=subprocess.DEVNULL)
+    return path
+
+
+def lifecycle_config(workdir, hints=False):
+    disk = _qcow2(workdir, "snapshots.qcow2", "64M")
+    swap = _qcow2(workdir, "swap.qcow2", "1G")
     cfg = {
         "balloon_opts": None,
         "extra_args": ["-drive", "if=none,id=lcsnap,format=qcow2,file=" + disk,
+                       "-drive", "if=none,id=lcswap,format=qcow2,file=" + swap,
+                       "-device", "virtio-blk-pci,drive=lcswap",
                        "-global", "ICH9-LPC.disable_s3=0"],
         "append": "mem_sleep_default=deep",
     }
@@ -260,28 +286,38 @@ class IncomingVM(vmlib.VM):
         """The guest runs here now: its shell (started on the source, the
         same serial port) answers on this QEMU's socket."""
         self.wait_running()
-        self._shell = GuestShell(self.shell_path, timeout=self.shell_timeout,
-                                 connect_timeout=30, alive=self.alive)
-        try:
-            self._shell.wait_ready(timeout=60, check=self.check)
-        except TimeoutError as e:
-            report = self.hang_report()
-            raise TimeoutError("%s: the guest shell does not answer after the migration: "
-                               "%s\n%s%s" % (self.name, e, report, self._context(100))) from None
-        self._ready = True
+        _attach_shell(self, 60, "after the migration")
+
+
+def _attach_shell(vm, timeout, what):
+    """The shell a guest served on another QEMU answers on vm's socket."""
+    vm._shell = GuestShell(vm.shell_path, timeout=vm.shell_timeout,
+                           connect_timeout=30, alive=vm.alive)
+    try:
+        vm._shell.wait_ready(timeout=timeout, check=vm.check)
+    except TimeoutError as e:
+        report = vm.hang_report()
+        raise TimeoutError("%s: the guest shell does not answer %s: %s\n%s%s" % (
+            vm.name, what, e, report, vm._context(100))) from None
+    vm._ready = True
+
+
+def _same_vm(cls, src, name, append):
+    """A cls with src's command line, `append` for its own."""
+    return cls(
+        src.kernel, src.initrd, append, name=name, mem_mb=src.mem_mb, smp=src.smp,
+        machine=src.machine, cpu=src.cpu, balloon=src.balloon_enabled,
+        balloon_id=src.balloon_id, balloon_opts=src.balloon_opts,
+        balloon_device=src.balloon_device, extra_args=list(src.extra_args),
+        qemu_binary=src.qemu_binary, arch=src.arch, fail_patterns=FAIL_PATTERNS,
+        shell_timeout=src.shell_timeout)
 
 
 def migrate(src, name, timeout=300, before=None, bandwidth=1 << 30):
     """Live-migrate src to a fresh QEMU with the same command line plus
     -incoming.  before(dest) runs on the destination before the migration
     starts.  Returns (dest, query-migrate of the source at completion)."""
-    dest = IncomingVM(
-        src.kernel, src.initrd, src.append, name=name, mem_mb=src.mem_mb, smp=src.smp,
-        machine=src.machine, cpu=src.cpu, balloon=src.balloon_enabled,
-        balloon_id=src.balloon_id, balloon_opts=src.balloon_opts,
-        balloon_device=src.balloon_device, extra_args=list(src.extra_args),
-        qemu_binary=src.qemu_binary, arch=src.arch, fail_patterns=FAIL_PATTERNS,
-        shell_timeout=src.shell_timeout)
+    dest = _same_vm(IncomingVM, src, name, src.append)
     try:
         dest.start()
         deadline = time.monotonic() + 30
@@ -311,8 +347,89 @@ def migrate(src, name, timeout=300, before=None, bandwidth=1 << 30):
         raise
 
 
+# 6.1 "Need to copy N pages", 7.2 "Allocated N pages for snapshot", both
+# "Compressing and saving image data (N pages)"
+_IMAGE_LINES = re.compile(r"^.*PM: .*(\d+ pages|Image size).*$", re.M)
+
+
+def hibernate(vm, timeout=300):
+    """S4 to SWAP_DEV, powered off: QEMU exits (-no-reboot).  Returns the
+    kernel's lines on the image's size."""
+    dev = SWAP_DEV[len("/dev/"):]
+    _lpc_pm_back(vm)
+    vm.sh("mkswap %s >/dev/null && swapon %s && cat /sys/class/block/%s/dev "
+          ">/sys/power/resume && echo shutdown >/sys/power/disk" % (SWAP_DEV, SWAP_DEV, dev))
+    result = []
+
+    def run():
+        # returns in the resumed guest, on the next QEMU: not here
+        try:
+            result.append(vm._shell.run("echo disk >/sys/power/state; echo $? >" + S4_RC,
+                                        timeout=timeout))
+        except BaseException as e:          # noqa: B902 - the QEMU went away
+            result.append(e)
+
+    threading.Thread(target=run, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while vm.alive():
+        vm._scan_console()
+        assert not vm._failure and "reboot: System halted" not in vm.console_text(), \
+            "%s: %s, QEMU still runs\n%s" % (vm.name, vm._failure or "halted, not powered off",
+                                            vm._context(60))
+        assert time.monotonic() < deadline, \
+            "QEMU still runs %.0f s after echo disk >/sys/power/state (%r)\n%s" % (
+                timeout, result, vm._context(60))
+        time.sleep(0.2)
+    vm._scan_console()
+    rc = vm.proc.returncode
+    assert not vm._failure, "%s: %s\n%s" % (vm.name, vm._failure, vm._context(60))
+    assert rc == 0, "QEMU exited with %d after echo disk\n%s" % (rc, vm._context(60))
+    text = vm.console_text()
+    assert "reboot: Power down" in text, \
+        "QEMU exited, the guest did not power down\n%s" % vm._context(60)
+    vm.close()
+    return "\n".join(m.group(0).strip() for m in _IMAGE_LINES.finditer(text))
+
+
+class ResumedVM(vmlib.VM):
+    """Boots with vmh.resume=SWAP_DEV: the guest is the one that hibernated."""
+
+    def wait_boot(self):
+        self.wait_console(r"VMH-RESUME ", self.boot_timeout, what="the resume step")
+        _attach_shell(self, self.boot_timeout, "after the resume")
+        self.boot_seconds = time.monotonic() - self.started_at
+        return self.boot_seconds
+
+
+def resume(vm, name, timeout=300, before=None):
+    new = _same_vm(ResumedVM, vm, name, (vm.append + " vmh.resume=" + SWAP_DEV).strip())
+    new.boot_timeout = timeout
+    try:
+        new.start()
+        if before:
+            before(new)
+        new.wait_boot()
+        return new
+    except BaseException:
+        new.close()
+        raise
+
+
 LPC_CONFIG = "/sys/bus/pci/devices/0000:00:1f.0/config"    # ICH9 LPC (q35)
 LPC_SAVED = "/run/lifecycle-lpc-pm"
+
+
+def _lpc_pm_back(vm):
+    """QEMU's wakeup from S3 resets the machine, the ICH9 LPC's PMBASE
+    (0x40) and ACPI_CNTL (0x44) with it, and neither SeaBIOS' S3 resume nor
+    Linux (only the standard header is restored) set them again: a second
+    "echo mem" then writes PM1a_CNT to nowhere and the guest believes it
+    slept, and an ACPI power-off (S5, after hibernation) halts instead.
+    Restore them as firmware would: the values first seen here, kept in
+    the guest (they follow it through a migration)."""
+    vm.sh("c=%s; [ ! -e $c ] || { [ -e %s ] || dd if=$c of=%s bs=1 skip=64 count=8; "
+          "dd if=%s of=$c bs=1 seek=64 conv=notrunc; } 2>/dev/null" % (
+              LPC_CONFIG, LPC_SAVED, LPC_SAVED, LPC_SAVED))
 
 
 class _Sleep:
@@ -356,15 +473,7 @@ class SuspendedGuest(_Sleep):
 
     def __enter__(self):
         vm = self.vm
-        # QEMU's wakeup resets the machine, the ICH9 LPC's PMBASE (0x40) and
-        # ACPI_CNTL (0x44) with it, and neither SeaBIOS' S3 resume nor Linux
-        # (only the standard header is restored) set them again: a second
-        # "echo mem" then writes PM1a_CNT to nowhere and the guest believes
-        # it slept.  Restore them as firmware would: the values of the first
-        # suspend, kept in the guest (they follow it through a migration).
-        vm.sh("c=%s; [ ! -e $c ] || { [ -e %s ] || dd if=$c of=%s bs=1 skip=64 count=8; "
-              "dd if=%s of=$c bs=1 seek=64 conv=notrunc; } 2>/dev/null" % (
-                  LPC_CONFIG, LPC_SAVED, LPC_SAVED, LPC_SAVED))
+        _lpc_pm_back(vm)
         vm.qmp.drain_events("SUSPEND")
         vm.qmp.drain_events("WAKEUP")
         self._start()
