@@ -131,6 +131,22 @@ def _data_kept(vm, data, what):
         "64 MiB the guest wrote before %s changed" % what
 
 
+KPF_OFFLINE = 1 << 23      # /proc/kpageflags (5.0+)
+
+
+def _offline_in_guest(vm, frames, n=16):
+    """n of the frames QEMU holds, spread over them: the guest's
+    /proc/kpageflags has each PageOffline (what hibernation skips)."""
+    pick = sorted(frames)[::max(1, len(frames) // n)][:n]
+    out = vm.sh("for p in %s; do dd if=/proc/kpageflags bs=8 skip=$p count=1 2>/dev/null | "
+                "od -An -tu8; done" % " ".join(str(f >> 12) for f in pick))
+    flags = [int(w) for w in out.split()]
+    assert len(flags) == len(pick), out
+    bad = ["%#x" % f for f, fl in zip(pick, flags) if not fl & KPF_OFFLINE]
+    assert not bad, "balloon frames not PageOffline in the guest: %s" % " ".join(bad)
+    return len(pick)
+
+
 def _works(vm):
     assert vm.sh("echo alive; cat /proc/loadavg").startswith("alive")
 
@@ -291,10 +307,12 @@ def test_hibernation(life, ledger, timing):
     The driver empties the balloon at freeze, as the kernel's does, and
     does not keep it across S4.  Keeping would not make the image smaller:
     hibernation saves neither balloon pages (PageOffline, skipped by
-    saveable_page() since 5.0, and ours are PageOffline on every kernel)
-    nor free ones, and the pages given back at freeze stay free until the
-    power-off (the balloon's work is on a freezable workqueue: the old
-    QEMU sees every frame come out and none go in again, printed below).
+    saveable_page() since 5.0; the test checks a sample of the frames
+    QEMU holds in the guest's /proc/kpageflags) nor free ones, and the
+    pages given back at freeze stay free until the power-off: the
+    balloon's work is on a freezable workqueue, and after the thaw that
+    writes the image the kernel's threads stay frozen (the old QEMU sees
+    every frame come out and none go in again: asserted).
     And it is not safe in general: virtio has one freeze callback, which
     also runs in the resume's boot kernel (PMSG_QUIESCE) when that kernel
     had the driver loaded; a balloon kept there leaves the host holding
@@ -303,12 +321,16 @@ def test_hibernation(life, ledger, timing):
     the boot kernel touched would have to be given again anyway."""
     vm = life.vm
     target, data = _inflated_with_data(life, ledger)
+    offline = _offline_in_guest(vm, ledger.snapshot())
     counts0 = ledger.counts()
     t0 = time.monotonic()
     image = hibernate(vm, STEP)
     timing("hibernation", time.monotonic() - t0)
     ledger.assert_clean("across the hibernation's freeze and thaw")
     inf, dfl = (b - a for a, b in zip(counts0, ledger.counts()))
+    assert (dfl, inf) == (BALLOON // 4096, 0), \
+        "from the hibernation to the power-off the old QEMU saw %d frames out and %d in, " \
+        "%d held" % (dfl, inf, BALLOON // 4096)
 
     def before(new):
         trace_on(new)
@@ -330,10 +352,10 @@ def test_hibernation(life, ledger, timing):
             ledger.held_bytes() // MiB, BALLOON // MiB, moved[0], moved[1])
     _memtotal_with_balloon(life, BALLOON)
     assert life.driver_version() == VERSION and life.bound()
-    print("%s: hibernated with %d MiB inflated (the old QEMU saw %d frames out, %d in "
-          "meanwhile), resumed by a fresh QEMU in %.0f s, target reached; QEMU RSS %d MiB; "
-          "the kernel said:\n%s" % (
-              life.kver, BALLOON // MiB, dfl, inf, time.monotonic() - t0,
+    print("%s: hibernated with %d MiB inflated (%d of its frames checked PageOffline; the "
+          "old QEMU saw %d frames out, %d in meanwhile), resumed by a fresh QEMU in %.0f s, "
+          "target reached; QEMU RSS %d MiB; the kernel said:\n%s" % (
+              life.kver, BALLOON // MiB, offline, dfl, inf, time.monotonic() - t0,
               life.qemu_rss() // MiB, image))
     _cycle(life, ledger, "after the resume")
     bad = [ln for ln in new.dmesg().splitlines() if "WARNING:" in ln or "BUG" in ln]
