@@ -20,6 +20,7 @@
 #include "compat/balloon.h"
 #include "compat/vmw.h"
 #include "balloon_state.h"
+#include "vmw_poll_policy.h"
 #include "vmw_protocol.h"
 
 /* Signalled wakeups only where the kernel has VMCI doorbells. */
@@ -94,6 +95,7 @@ struct vmballoon {
 	bool batching;
 	bool host_silent;
 	unsigned int vain_credit;	/* see vmw_refused_policy.h */
+	struct vmballoon_poll poll;	/* see vmw_poll_policy.h */
 	struct list_head held;		/* refused 4 KiB pages kept for a round */
 	unsigned int n_held;
 	unsigned long last_error;	/* status of the last failed command */

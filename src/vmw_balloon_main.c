@@ -661,6 +661,10 @@ static int vmballoon_inflate_cmd(struct vmballoon *b, struct vmballoon_ctl *ctl,
 	vmballoon_round_account(round, &b->vain_credit,
 				ctl->page_size == VMW_BALLOON_2M_PAGE,
 				ctl->n_pages, ctl->n_refused - refused);
+	vmballoon_poll_account(&b->poll, frames, ctl->n_pages,
+			       ctl->n_refused - refused);
+	if (err)
+		b->poll.failed = true;
 	atomic64_add((u64)ctl->n_pages * frames, &b->size);
 	vmballoon_enqueue(b, &ctl->pages, ctl->page_size);
 	ctl->n_pages = 0;
@@ -712,6 +716,7 @@ static enum balloon_reason vmballoon_inflate(struct vmballoon *b)
 	s64 change;
 
 	vmballoon_round_init(&round, b->batching);
+	vmballoon_poll_round_start(&b->poll);
 	vmballoon_ctl_init(&ctl, b->max_page_size, true);
 	if (ctl.page_size == VMW_BALLOON_4K_PAGE)
 		vmballoon_take_held(b, &ctl);
@@ -1033,12 +1038,16 @@ static void vmballoon_note_state(struct vmballoon *b, enum balloon_reason why)
 	vmballoon_state_set(b, state, why);
 }
 
-/* Once a second (or when the doorbell rings): follow the host's target. */
+/*
+ * Once a second, sooner while the host takes pages (vmw_poll_policy.h),
+ * or when the doorbell rings: follow the host's target.
+ */
 static void vmballoon_work(struct work_struct *work)
 {
 	struct vmballoon *b = container_of(to_delayed_work(work),
 					   struct vmballoon, dwork);
 	enum balloon_reason why = BALLOON_REASON_NONE;
+	unsigned long delay;
 	s64 change = 0;
 
 	if (READ_ONCE(b->reset_required))
@@ -1050,7 +1059,8 @@ static void vmballoon_work(struct work_struct *work)
 		return;
 	}
 	atomic64_inc(&b->stats.gen[VMW_BALLOON_STAT_TIMER]);
-	vmballoon_credit_tick(&b->vain_credit, b->batching);
+	vmballoon_credit_refill(&b->vain_credit, vmballoon_poll_refills(&b->poll),
+				b->batching);
 	if (!READ_ONCE(b->reset_required) && vmballoon_send_get_target(b))
 		change = vmballoon_change(b);
 	/* A new target: on the move until this tick says otherwise. */
@@ -1064,11 +1074,11 @@ static void vmballoon_work(struct work_struct *work)
 	if (change < 0)
 		vmballoon_deflate(b, 0, true);
 	vmballoon_note_state(b, why);
+	delay = vmballoon_poll_delay(&b->poll, change > 0, why);
 	up_read(&b->conf_sem);
 
 	/* Freezable: no ballooning while the system suspends or resumes. */
-	queue_delayed_work(system_freezable_wq, &b->dwork,
-			   round_jiffies_relative(HZ));
+	queue_delayed_work(system_freezable_wq, &b->dwork, delay);
 }
 
 /*
@@ -1204,6 +1214,7 @@ static int __init vmballoon_init(void)
 	INIT_DELAYED_WORK(&b->dwork, vmballoon_work);
 	vmw_doorbell_init(&b->doorbell);
 	b->reset_required = true;
+	vmballoon_poll_init(&b->poll);
 	b->shrink_timeout = jiffies;
 
 	err = balloon_compat_init(&b->b_dev_info, vmballoon_migrate, false);

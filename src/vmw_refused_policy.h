@@ -83,10 +83,16 @@ static inline unsigned int vmballoon_credit_max(bool batching)
 	return batching ? VMW_BALLOON_MAX_WASTED : VMW_BALLOON_MAX_HELD_SINGLE;
 }
 
-/* Once a second: refill the credit by what the kernel's driver spends. */
-static inline void vmballoon_credit_tick(unsigned int *credit, bool batching)
+/*
+ * Each second: refill the credit by what the kernel's driver spends
+ * (@secs seconds went by; vmw_poll_policy.h counts them).
+ */
+static inline void vmballoon_credit_refill(unsigned int *credit,
+					   unsigned int secs, bool batching)
 {
-	*credit = min(*credit + 1, vmballoon_credit_max(batching));
+	unsigned int max = vmballoon_credit_max(batching);
+
+	*credit = max - *credit > secs ? *credit + secs : max;
 }
 
 static inline void vmballoon_round_init(struct vmballoon_round *r,

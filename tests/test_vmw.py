@@ -663,6 +663,89 @@ def test_refusing_host_costs_no_more_than_intree(fresh):
         assert first <= held, "caps %#x: %d refused in the first tick" % (caps, first)
 
 
+POLL_STEPS = 16         # the moving host raises its target by a 2 MiB page this often
+POLL_TICKS = 6          # ticks watched while idle and while refused
+
+
+def guest_seconds(vm):
+    return float(vm.sh("cut -d' ' -f1 /proc/uptime").split()[0])
+
+
+def poll_phase(vm, run):
+    """Host commands and ticks (GET_TARGETs) counted while run() goes on,
+    and the guest seconds it took (the guest's own clock)."""
+    st0, t0 = vm.host.state(), guest_seconds(vm)
+    run()
+    st1, t1 = vm.host.state(), guest_seconds(vm)
+    return dict(ticks=st1["op_get_target"] - st0["op_get_target"],
+                cmds=st1["commands"] - st0["commands"], guest_s=t1 - t0)
+
+
+def poll_case(vm, who):
+    """`who` with 2 MiB pages: idle; a host that raises its target one 2
+    MiB page at a time, each step as soon as it holds the last one; a
+    host that refuses every page.  Returns each phase's counts."""
+    switch_driver(vm, who, CAPS_2M)
+    h = vm.host
+    n0 = h.state()["op_get_target"]
+    h.wait_state(lambda s: s["op_get_target"] >= n0 + 2, STEP, "two ticks", alive=vm.check)
+
+    def idle():
+        n = h.state()["op_get_target"]
+        h.wait_state(lambda s: s["op_get_target"] >= n + POLL_TICKS, STEP,
+                     "%d idle ticks" % POLL_TICKS, alive=vm.check)
+
+    def moving():
+        for i in range(1, POLL_STEPS + 1):
+            h.set_target(512 * i)
+            h.wait_state(lambda s: s["locked_pages"] == 512 * i, STEP,
+                         "step %d taken" % i, alive=vm.check)
+
+    def refused():
+        h.refuse_next(REFUSE_ALL, "ppn_notneeded")
+        h.set_target(512 * POLL_STEPS + 4096)
+        n = h.state()["op_get_target"]
+        h.wait_state(lambda s: s["op_get_target"] >= n + POLL_TICKS, STEP,
+                     "%d refused ticks" % POLL_TICKS, alive=vm.check)
+
+    res = {name: poll_phase(vm, f) for name, f in
+           (("idle", idle), ("moving", moving), ("refused", refused))}
+    h.clear_faults()
+    h.set_target(0)
+    settle(vm, 0)
+    for name, r in res.items():
+        print("poll %-7s %-7s: %2d ticks, %3d host commands in %5.1f guest s: "
+              "%.2f ticks/s, %.2f commands/s" % (
+                  who, name, r["ticks"], r["cmds"], r["guest_s"],
+                  r["ticks"] / r["guest_s"], r["cmds"] / r["guest_s"]))
+    return res
+
+
+def test_polls_faster_only_while_host_takes(fresh, suite):
+    """Without a doorbell the target is learnt once a second
+    (src/vmw_poll_policy.h).  While the host takes pages the next tick
+    comes sooner: a host raising its target step by step sees more than one
+    GET_TARGET a guest second (the kernel's driver: one, a step a
+    second).  Idle, and while the host refuses every page, the ticks stay
+    at one a guest second (+2 for the span's ends), as the kernel's
+    driver's.  Counted by the host; the guest's own clock for the span.
+    The kernel's driver runs the same phases on bookworm, for the
+    figures (printed, not asserted: test_sparse_acceptance and
+    test_refusing_host_costs_no_more_than_intree bound ours by it)."""
+    vm = fresh
+    ours = poll_case(vm, "ours")
+    if suite == "bookworm":
+        poll_case(vm, "in-tree")
+        switch_driver(vm, "ours", CAPS_2M)
+    for name in ("idle", "refused"):
+        r = ours[name]
+        assert r["ticks"] <= r["guest_s"] + 2, \
+            "%s: %d ticks in %.1f guest s" % (name, r["ticks"], r["guest_s"])
+    r = ours["moving"]
+    assert r["ticks"] >= POLL_STEPS and r["ticks"] > r["guest_s"] + 2, \
+        "moving: %d ticks in %.1f guest s, %d steps" % (r["ticks"], r["guest_s"], POLL_STEPS)
+
+
 def test_absurd_targets(fresh):
     """Targets the host has no business sending: beyond guest RAM, beyond
     32 and 64 bits.  The guest clamps them to its RAM with one message,
