@@ -14,7 +14,14 @@
  *    the part lower zones keep from allocations that could go higher;
  *  - while a movable zone has free memory, inflation takes movable
  *    single pages there first, as the kernel's driver does, so the
- *    kernel's zones end no lower than that driver leaves them.
+ *    kernel's zones end no lower than that driver leaves them;
+ *  - no block in memory a driver added and manages (virtio-mem,
+ *    dax/kmem: "System RAM (virtio_mem)" in /proc/iomem).  virtio-mem
+ *    takes such memory back a few MiB at a time out of online memory
+ *    blocks, with alloc_contig_range(): movable pages move, a block
+ *    cannot, and no memory notifier tells us (memory_offline.c only
+ *    sees whole memory blocks go offline).  Movable single pages are
+ *    taken there instead, as by the kernel's driver.
  * Both drivers ask the guard after each block: a block it refuses goes
  * straight back to the allocator.  The same watermarks tell a balloon's
  * shrinker whether the guest is really short of memory.
@@ -22,6 +29,7 @@
 #ifndef BALLOON_ZONE_GUARD_H
 #define BALLOON_ZONE_GUARD_H
 
+#include <linux/ioport.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
 #include <linux/mmzone.h>
@@ -39,6 +47,26 @@ static inline unsigned long balloon_zone_floor(const struct zone *zone)
 	return low_wmark_pages(zone) + reserve;
 }
 
+static inline int balloon_res_found(struct resource *res, void *arg)
+{
+	return 1;
+}
+
+/*
+ * Is @page in memory a driver manages?  Such memory is added in whole
+ * memory blocks, so a block's first page answers for the block.  The
+ * resources nest (a virtio-mem device's range above its "System RAM
+ * (virtio_mem)" parts): the walk looks at every level.
+ */
+static inline bool balloon_driver_managed(struct page *page)
+{
+	u64 start = PFN_PHYS(page_to_pfn(page));
+
+	return walk_iomem_res_desc(IORES_DESC_NONE,
+				   IORESOURCE_SYSTEM_RAM | IORESOURCE_SYSRAM_DRIVER_MANAGED,
+				   start, start + PAGE_SIZE - 1, NULL, balloon_res_found) == 1;
+}
+
 /* May the balloon keep @page, just allocated from the kernel's zones? */
 static inline bool balloon_zone_may_keep(struct page *page)
 {
@@ -46,6 +74,8 @@ static inline bool balloon_zone_may_keep(struct page *page)
 
 	if (zone_idx(zone) == ZONE_MOVABLE)
 		return true;
+	if (balloon_driver_managed(page))
+		return false;
 	return zone_page_state_snapshot(zone, NR_FREE_PAGES) >=
 		balloon_zone_floor(zone);
 }
