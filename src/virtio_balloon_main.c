@@ -56,6 +56,7 @@
 #include "compat/virtio.h"
 #include "alloc_policy.h"
 #include "floor_policy.h"
+#include "host_page_runs.h"
 #include "pressure_policy.h"
 #include "request_shape.h"
 #include "zone_guard.h"
@@ -259,6 +260,25 @@ static unsigned int list_pfns(struct virtio_balloon *vb, struct list_head *pages
 	return at;
 }
 
+/*
+ * The @n frames of single pages at vb->pfns + @at: whole 2 MiB runs
+ * first, where a request holds one (host_page_runs.h).
+ */
+static void pfns_runs_first(struct virtio_balloon *vb, unsigned int at,
+			    unsigned int n)
+{
+	u32 *raw = (u32 __force *)(vb->pfns + at);
+	unsigned int i;
+
+	if (vb->req_frames < VB_BLOCK_FRAMES || n < VB_BLOCK_FRAMES)
+		return;
+	for (i = 0; i < n; i++)
+		raw[i] = virtio32_to_cpu(vb->vdev, vb->pfns[at + i]);
+	vb_host_page_runs_first(raw, n);
+	for (i = 0; i < n; i++)
+		vb->pfns[at + i] = cpu_to_virtio32(vb->vdev, raw[i]);
+}
+
 static void free_page_list(struct list_head *pages, bool blocks)
 {
 	struct page *page, *next;
@@ -363,6 +383,7 @@ static int inflate_lists(struct virtio_balloon *vb, struct list_head *blocks,
 	}
 	at = list_pfns(vb, blocks, VB_BLOCK_FRAMES, 0);
 	list_pfns(vb, pages, VB_FRAMES_PER_PAGE, at);
+	pfns_runs_first(vb, at, got - at);
 	err = tell_host(vb, vb->inflate_vq, got);
 	if (err)
 		vb->short_of = BALLOON_HOST_REFUSED;
