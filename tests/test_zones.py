@@ -13,11 +13,17 @@ guest, and compares /proc/zoneinfo after each inflation.
             onlined by the test): 128 MiB onlined movable, 512 MiB onlined
             to the kernel; the balloon inflated, both go offline and are
             unplugged again (blocks in the kernel's DIMM must leave the
-            balloon when their memory goes offline: they cannot migrate)
+            balloon when their memory goes offline: they cannot migrate);
+            the same guest has a 1 GiB virtio-mem device (virtio_mem in
+            its initramfs), 512 MiB of it plugged and onlined where the
+            kernel puts it by default (its Normal zone), the balloon
+            inflated into it, the device asked back to 0: virtio-mem
+            unplugs sub-blocks of online memory by alloc_contig_range(),
+            with no memory notifier, and must find no balloon frame there
 """
 import pytest
 
-from lib import memzones, roots
+from lib import lifecycle, memzones, roots
 from lib.virtio_util import GiB, MiB, GuestPool
 
 SUITES = roots.suites_quick_on_bookworm()
@@ -32,7 +38,11 @@ SLACK_MIB = 8
 CONFIGS = {
     "movable": {"append": "movablecore=1536M"},
     "dimm": {"append": "memhp_default_state=offline",
-             "extra_args": ["-m", "2048,slots=2,maxmem=4G"]},
+             "extra_args": ["-m", "2048,slots=2,maxmem=4G",
+                            "-object", "memory-backend-ram,id=vmem0,size=1G",
+                            "-device", "virtio-mem-pci,id=vmem0dev,memdev=vmem0,"
+                            "requested-size=0"],
+             "extra_modules": ["virtio_mem"]},
 }
 
 
@@ -157,3 +167,51 @@ def test_hotplugged_memory(pool, suite):
     assert vm.query_balloon() >= size, "the host lost track of the balloon"
     vm.balloon_to(g.ram, STEP)
     g.assert_nothing_leaked("after unplugging both DIMMs")
+
+
+@pytest.mark.parametrize("suite", [s for s in roots.suites() if s in ("bookworm", "sid")],
+                         scope="module")
+def test_virtio_mem_unplug(pool, suite):
+    """512 MiB of virtio-mem plugged and onlined as "online" does (sid's
+    default, memhp_default_state=online: the Normal zone here, the
+    guest's RAM all below 4 GiB), 700 MiB ballooned: QEMU's trace sees
+    the balloon take frames in the device's memory; asked back to 0, the
+    device unplugs with no balloon frame left in its memory (with the
+    kernel's driver, then ours), and a deflation gives every frame back."""
+    g = pool.get("dimm")
+    vm = g.vm
+    dev = memzones.VirtioMem(vm, "vmem0dev", "vmem0")
+    left = {}
+    for driver in ("intree", "ours"):
+        blocks = dev.plug(512 * MiB, "online")
+        zones = memzones.block_zones(vm, blocks)
+        assert memzones.MOVABLE not in zones.values(), zones
+        (g.load_intree if driver == "intree" else g.load_ours)()
+        ledger = lifecycle.FrameLedger(vm)
+        ledger.start()
+        try:
+            vm.balloon_to(g.ram - 700 * MiB, STEP)
+            inside = dev.frames_in(ledger)
+            print("%s: %d MiB of the balloon in the device's memory (blocks %s, %s)" % (
+                driver, inside * 4096 // MiB, blocks, sorted(set(zones.values()))))
+            assert inside * 4096 >= 256 * MiB, \
+                "%s: only %d MiB of the balloon in the device's 512 MiB" % (
+                    driver, inside * 4096 // MiB)
+            size, inside = dev.unplug(ledger)
+            left[driver] = size
+            print("%s: the unplug stopped at %d MiB plugged, %d balloon frames in it" % (
+                driver, size // MiB, inside))
+            assert inside == 0, \
+                "%s: the unplug stopped at %d MiB plugged, %d MiB of the balloon " \
+                "still in the device's memory" % (driver, size // MiB, inside * 4096 // MiB)
+            vm.balloon_to(g.ram, STEP)
+            ledger.feed()
+            assert not ledger.held, "%s: %d frames still in the balloon at full size" % (
+                driver, len(ledger.held))
+            ledger.assert_clean(driver)
+        finally:
+            ledger.stop()
+    print("left plugged: the kernel's driver %d MiB, ours %d MiB" % (
+        left["intree"] // MiB, left["ours"] // MiB))
+    assert g.dbg_int("balloon_frames") == 0
+    assert vm.query_balloon() == g.ram

@@ -17,6 +17,21 @@ online_blocks(vm, blocks, how)   echo online_movable / online_kernel
 offline_blocks(vm, blocks)       echo offline to each; (blocks offline, why not)
 online_again(vm, blocks, how)    online what a failed offlining left offline
 block_zones(vm, blocks)          the zone each block's memory went to
+
+VirtioMem(vm, dev_id, memdev_id) a virtio-mem-pci device, seen from QEMU
+    .addr, .region                its memory range (QOM memaddr, memdev size)
+    .size()                       bytes plugged now (QOM size)
+    .plug(nbytes, how)            requested-size up; waits for QEMU's size to
+                                  follow, onlines the device's memory blocks
+                                  the guest left offline (echo how); returns
+                                  the device's blocks
+    .frames_in(ledger)            frames of a lifecycle.FrameLedger's balloon
+                                  that lie in the device's memory
+    .unplug(ledger, timeout)      requested-size 0; waits until QEMU's size is
+                                  0, or until no balloon frame is left in the
+                                  device's memory and the size has stopped
+                                  (the rest is the kernel's own pages);
+                                  returns (size left, balloon frames left)
 """
 import time
 
@@ -122,3 +137,62 @@ def online_again(vm, blocks, how):
 def block_zones(vm, blocks):
     return {b: vm.sh("cat /sys/devices/system/memory/memory%d/valid_zones" % b).split()[0]
             for b in blocks}
+
+
+class VirtioMem:
+    # Once no balloon frame is left in the device's memory the balloon
+    # holds up nothing there; the size gets these seconds to settle, for
+    # the record only (the rest is the guest's own pages, which the guest
+    # retries after 50 s at the soonest).
+    STILL = 3
+
+    def __init__(self, vm, dev_id, memdev_id):
+        self.vm = vm
+        self.path = "/machine/peripheral/" + dev_id
+        self.addr = self._get("memaddr")
+        self.region = vm.cmd("qom-get", path="/objects/" + memdev_id, property="size")
+
+    def _get(self, prop):
+        return self.vm.cmd("qom-get", path=self.path, property=prop)
+
+    def size(self):
+        return self._get("size")
+
+    def _request(self, nbytes):
+        self.vm.cmd("qom-set", path=self.path, property="requested-size", value=nbytes)
+
+    def blocks(self):
+        size = _block_mib(self.vm) << 20
+        lo, hi = self.addr // size, (self.addr + self.region) // size
+        return [b for b in _blocks(self.vm) if lo <= b < hi]
+
+    def plug(self, nbytes, how, timeout=120):
+        self._request(nbytes)
+        deadline = time.monotonic() + timeout
+        while self.size() != nbytes:
+            assert time.monotonic() < deadline, \
+                "virtio-mem: %d of %d MiB plugged after %d s" % (
+                    self.size() >> 20, nbytes >> 20, timeout)
+            time.sleep(0.5)
+        blocks = self.blocks()
+        online_again(self.vm, blocks, how)
+        return blocks
+
+    def frames_in(self, ledger):
+        ledger.feed()
+        return sum(1 for f in ledger.held if self.addr <= f < self.addr + self.region)
+
+    def unplug(self, ledger, timeout=180):
+        self._request(0)
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while True:
+            size, inside = self.size(), self.frames_in(ledger)
+            now = time.monotonic()
+            if size != last:
+                last, since = size, now
+            if size == 0 or (inside == 0 and now - since >= self.STILL):
+                return size, inside
+            if now > deadline:
+                return size, inside
+            time.sleep(1)

@@ -266,7 +266,8 @@ class BalloonGuest:
 
 class GuestPool:
     """At most one VM per pool; configs: name -> dict(balloon_opts=...,
-    extra_args=..., append=...)."""
+    extra_args=..., append=..., extra_modules=[in-tree modules for the
+    initramfs])."""
 
     def __init__(self, suite, configs, make_args=()):
         self.suite = suite
@@ -294,7 +295,8 @@ class GuestPool:
             return c
         self.close()
         cfg = self.configs[name]
-        initrd = initramfs.build(self.root, self.kver, ko=[self.ko])
+        initrd = initramfs.build(self.root, self.kver, ko=[self.ko],
+                                 extra_modules=cfg.get("extra_modules", ()))
         if cfg.get("programs"):
             from .vmwhost import initrd_plus
             initrd = initrd_plus(initrd, {"/bin/" + p: guest_program(p, self.root)
