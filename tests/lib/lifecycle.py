@@ -30,9 +30,10 @@ FrameLedger(vm)
         bring back .held around savevm/loadvm.
         stop() turns the trace off.
 
-IncomingVM(*args, **kw)
-        a vm.VM started with `-incoming unix:<rundir>/migrate.sock`
-        (.incoming_path): it waits for the state instead of booting.
+IncomingVM(*args, incoming_dir=None, **kw)
+        a vm.VM started with `-incoming unix:<incoming_dir>/migrate.sock`
+        (.incoming_path; incoming_dir defaults to its run directory): it
+        waits for the state instead of booting.
         attach() after the migration: waits for the run state "running"
         and connects the guest shell (the one the source served) to this
         QEMU; its console.log gets the guest's console from then on.
@@ -40,7 +41,9 @@ trace_on(vm)                 QEMU's trace of the balloon queues on (FrameLedger'
 migrate(vm, name, timeout=300, before=None, bandwidth=1 GiB/s)
         -> (IncomingVM, query-migrate of the source at completion)
         starts the destination with vm's own command line plus -incoming
-        (a unix socket in its run directory), calls before(dest), migrates
+        (a unix socket in vm's run directory; a chrooted QEMU's, qemu_root=,
+        gets the same root, vm's binds and vm's run directory bound in, so
+        both QEMUs reach the socket), calls before(dest), migrates
         over QMP (migrate uri=unix:...) and waits (bounded) for
         query-migrate "completed"; the source ends paused ("postmigrate"),
         the caller closes it.  The destination is attached.
@@ -260,11 +263,11 @@ class FrameLedger:
 
 
 class IncomingVM(vmlib.VM):
-    """Started with `-incoming unix:<rundir>/migrate.sock`."""
+    """Started with `-incoming unix:<incoming_dir>/migrate.sock`."""
 
-    def __init__(self, *args, **kw):
+    def __init__(self, *args, incoming_dir=None, **kw):
         super().__init__(*args, **kw)
-        self.incoming_path = os.path.join(self.rundir, "migrate.sock")
+        self.incoming_path = os.path.join(incoming_dir or self.rundir, "migrate.sock")
 
     def qemu_argv(self):
         return super().qemu_argv() + ["-incoming", "unix:" + self.incoming_path]
@@ -302,22 +305,27 @@ def _attach_shell(vm, timeout, what):
     vm._ready = True
 
 
-def _same_vm(cls, src, name, append):
-    """A cls with src's command line, `append` for its own."""
+def _same_vm(cls, src, name, append, binds=(), **kw):
+    """A cls with src's command line (and QEMU root), `append` for its own."""
     return cls(
         src.kernel, src.initrd, append, name=name, mem_mb=src.mem_mb, smp=src.smp,
         machine=src.machine, cpu=src.cpu, balloon=src.balloon_enabled,
         balloon_id=src.balloon_id, balloon_opts=src.balloon_opts,
         balloon_device=src.balloon_device, extra_args=list(src.extra_args),
-        qemu_binary=src.qemu_binary, arch=src.arch, fail_patterns=FAIL_PATTERNS,
-        shell_timeout=src.shell_timeout)
+        qemu_binary=src.qemu_binary, qemu_root=src.qemu_root,
+        binds=list(src.binds) + list(binds), arch=src.arch, fail_patterns=FAIL_PATTERNS,
+        shell_timeout=src.shell_timeout, **kw)
 
 
 def migrate(src, name, timeout=300, before=None, bandwidth=1 << 30):
     """Live-migrate src to a fresh QEMU with the same command line plus
     -incoming.  before(dest) runs on the destination before the migration
     starts.  Returns (dest, query-migrate of the source at completion)."""
-    dest = _same_vm(IncomingVM, src, name, src.append)
+    # in src's run directory, which src's QEMU sees whether chrooted or not
+    dest = _same_vm(IncomingVM, src, name, src.append, binds=[src.rundir],
+                    incoming_dir=src.rundir)
+    if os.path.exists(dest.incoming_path):
+        os.unlink(dest.incoming_path)       # an earlier migration's, failed
     try:
         dest.start()
         deadline = time.monotonic() + 30
