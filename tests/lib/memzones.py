@@ -17,6 +17,10 @@ online_blocks(vm, blocks, how)   echo online_movable / online_kernel
 offline_blocks(vm, blocks)       echo offline to each; (blocks offline, why not)
 online_again(vm, blocks, how)    online what a failed offlining left offline
 block_zones(vm, blocks)          the zone each block's memory went to
+unmovable_pfns(console, vm, blocks) -> {block: [pfn, ...]}
+                                 the pages the kernel dumped as "unmovable
+                                 page" (an offlining that failed) in a
+                                 piece of console text, by memory block
 
 VirtioMem(vm, dev_id, memdev_id) a virtio-mem-pci device, seen from QEMU
     .addr, .region                its memory range (QOM memaddr, memdev size)
@@ -137,6 +141,19 @@ def online_again(vm, blocks, how):
 def block_zones(vm, blocks):
     return {b: vm.sh("cat /sys/devices/system/memory/memory%d/valid_zones" % b).split()[0]
             for b in blocks}
+
+
+def unmovable_pfns(console, vm, blocks):
+    per = (_block_mib(vm) << 20) // 4096
+    out, pfn = {b: [] for b in blocks}, None
+    for line in console.splitlines():
+        if "page:" in line and " pfn:0x" in line:
+            pfn = int(line.split(" pfn:0x")[1].split()[0], 16)
+        elif "page dumped because: unmovable page" in line and pfn is not None:
+            if pfn // per in out:
+                out[pfn // per].append(pfn)
+            pfn = None
+    return out
 
 
 class VirtioMem:
