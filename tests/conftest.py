@@ -78,15 +78,26 @@ def _lane_order(item):
     return LANE_RANK.index(mod) if mod in LANE_RANK else len(LANE_RANK)
 
 
+def _wanted(item):
+    """--quick keeps the tests marked quick; @pytest.mark.suites(...) keeps
+    a test's parameter sets whose suite is one of those named."""
+    if roots.quick() and not item.get_closest_marker("quick"):
+        return False
+    only = item.get_closest_marker("suites")
+    cs = getattr(item, "callspec", None)
+    if only is None or cs is None or "suite" not in cs.params:
+        return True
+    return cs.params["suite"] in only.args
+
+
 @pytest.hookimpl(tryfirst=True)     # before xdist reads the group marks
 def pytest_collection_modifyitems(config, items):
-    if roots.quick():
-        keep, drop = [], []
-        for it in items:
-            (keep if it.get_closest_marker("quick") else drop).append(it)
-        if drop:
-            config.hook.pytest_deselected(items=drop)
-            items[:] = keep
+    keep, drop = [], []
+    for it in items:
+        (keep if _wanted(it) else drop).append(it)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
     if os.environ.get("PYTEST_XDIST_WORKER"):
         for it in items:
             it.add_marker(pytest.mark.xdist_group(name=lane_group(it)))
