@@ -1016,8 +1016,11 @@ static void vmballoon_state_set(struct vmballoon *b, enum balloon_state state,
  * The balloon's state after a tick in which inflation, if any, ended for
  * @why: reached (within the 2 MiB a deflation leaves), stuck short of
  * the target when the guest or the host holds it back, moving otherwise.
+ * Returns what holds it back, as the status view says it: a round cut
+ * short by the floor or the shrinker's hold is not one to poll soon after.
  */
-static void vmballoon_note_state(struct vmballoon *b, enum balloon_reason why)
+static enum balloon_reason vmballoon_note_state(struct vmballoon *b,
+						enum balloon_reason why)
 {
 	s64 size = atomic64_read(&b->size);
 	s64 target = READ_ONCE(b->target);
@@ -1036,6 +1039,7 @@ static void vmballoon_note_state(struct vmballoon *b, enum balloon_reason why)
 	else if (why == BALLOON_REASON_NONE)
 		state = BALLOON_MOVING;
 	vmballoon_state_set(b, state, why);
+	return why;
 }
 
 /*
@@ -1073,7 +1077,7 @@ static void vmballoon_work(struct work_struct *work)
 		vmballoon_free_held(b);
 	if (change < 0)
 		vmballoon_deflate(b, 0, true);
-	vmballoon_note_state(b, why);
+	why = vmballoon_note_state(b, why);
 	delay = vmballoon_poll_delay(&b->poll, change > 0, why);
 	up_read(&b->conf_sem);
 

@@ -111,8 +111,14 @@ def switch_driver(vm, who, caps):
 
 
 def invariants(vm):
-    st = vmwhost.assert_clean(vm)
-    g = vmwhost.guest_vmmemctl(vm)
+    """The host's invariants hold and the guest's count is what the host
+    holds, read between two work ticks (a tick may be sending commands
+    while the guest's figures are read: then read again)."""
+    for _ in range(20):
+        st = vmwhost.assert_clean(vm)
+        g = vmwhost.guest_vmmemctl(vm)
+        if vm.host.state()["commands"] == st["commands"]:
+            break
     assert g["current"] == st["locked_pages"], vm.host_context()
     return st, g
 
@@ -406,10 +412,21 @@ def test_floor_mb(fresh):
     try:
         _poll_state(vm, "stuck", "/tmp/vmw-poll3")
         # all of RAM, no more (test_absurd_targets counts the clamp messages)
-        vm.host.set_target(mi["MemTotal"] // 4)
+        all_ram = mi["MemTotal"] // 4
+        n0 = vm.host.state()["op_get_target"]
+        vm.host.set_target(all_ram)
         seen = _poller_done(vm, "/tmp/vmw-poll3", 2 * STEP)
         assert "VB-POLL-EXIT 0" in seen, seen
         assert vm.sh("cat %s/reason" % view).strip() == "floor"
+        # Held at the floor, the balloon polls once a second
+        # (vmw_poll_policy.h): every round here is cut short by the floor.
+        vm.host.wait_state(lambda s: s["op_get_target"] >= n0 + 3, STEP,
+                           "three GET_TARGETs", alive=vm.check)
+        gets = [e["usec"] for e in vm.host.log(64)
+                if e["op"] == "get_target" and e["result"] == all_ram]
+        gaps = [(b - a) / 1e6 for a, b in zip(gets, gets[1:])]
+        assert len(gaps) >= 1 and min(gaps) >= 0.5, \
+            "held at the floor: GET_TARGETs %s s apart" % ["%.2f" % x for x in gaps]
         st, g = invariants(vm)
         mi, pcp_kb = meminfo_pcp(vm)
         avail = (mi["MemAvailable"] + pcp_kb) // 1024
