@@ -92,7 +92,7 @@ static inline void vmballoon_credit_refill(unsigned int *credit,
 {
 	unsigned int max = vmballoon_credit_max(batching);
 
-	*credit = max - *credit > secs ? *credit + secs : max;
+	*credit = min(*credit + min(secs, max), max);
 }
 
 static inline void vmballoon_round_init(struct vmballoon_round *r,
